@@ -1,0 +1,562 @@
+"""Products CSV import: validate the whole file first, then apply all of it or nothing.
+
+The file is streamed three times (validate, apply fields, apply base products) instead of
+being held in memory: what is kept between passes is a set of SKUs and the variant rows'
+base SKUs, a few dozen bytes per row. Each pass works in chunks of rows, with one query to
+load the chunk's existing products and one upsert (INSERT .. ON CONFLICT via bulk_create).
+"""
+
+from __future__ import annotations
+
+import codecs
+import csv
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from typing import IO, Any
+
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from catalog import csv_format as fmt
+from catalog.models import (
+    SKU_VALIDATOR,
+    AttributeDefinition,
+    Brand,
+    Category,
+    ChangeSource,
+    Product,
+    ProductChange,
+)
+
+CHUNK_SIZE = 2000
+SAMPLE_SIZE = 100
+# Fields an import writes; created_at and sku never change on an existing row.
+UPSERT_FIELDS = [
+    "name",
+    "brand",
+    "category",
+    "description",
+    "unit_price",
+    "currency",
+    "pack_quantity",
+    "unit",
+    "base",
+    "status",
+    "exclude_from_recommendations",
+    "attributes",
+    "updated_at",
+]
+MAX_LENGTHS = {"sku": 64, "name": 255, "brand": 100, "unit": 20}
+
+
+@dataclass
+class RowError:
+    line: int
+    message: str
+
+    def __str__(self) -> str:
+        return f"line {self.line}: {self.message}"
+
+
+@dataclass
+class ImportResult:
+    """What an import found and did (or, for a dry run, would do)."""
+
+    dry_run: bool = False
+    applied: bool = False
+    rows: int = 0
+    created: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    new_brands: list[str] = field(default_factory=list)
+    new_categories: list[str] = field(default_factory=list)
+    errors: list[RowError] = field(default_factory=list)
+    sample: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ImportResult:
+        data = dict(data)
+        data["errors"] = [RowError(**error) for error in data.get("errors", [])]
+        return cls(**data)
+
+
+@dataclass
+class _Header:
+    columns: list[str]
+    index: dict[str, int]
+    attributes: dict[str, AttributeDefinition]  # column name -> definition
+
+    def has(self, column: str) -> bool:
+        return column in self.index
+
+
+def _decoded_lines(source: IO[bytes], bad_lines: set[int]) -> Iterator[str]:
+    """The file's lines as text. A line that is not UTF-8 is remembered (and replaced) so the
+    row it belongs to can be reported with its number; UTF-8 never has a newline byte inside
+    a character, so splitting the bytes on newlines first is safe."""
+    for number, raw in enumerate(source, start=1):
+        if number == 1 and raw.startswith(codecs.BOM_UTF8):
+            raw = raw[len(codecs.BOM_UTF8) :]
+        try:
+            yield raw.decode("utf-8")
+        except UnicodeDecodeError:
+            bad_lines.add(number)
+            yield raw.decode("utf-8", "replace")
+
+
+def _records(source: IO[bytes]) -> Iterator[tuple[int, list[str], bool]]:
+    """(line number where the record starts, cells, whether it had bad encoding)."""
+    source.seek(0)
+    bad_lines: set[int] = set()
+    reader = csv.reader(_decoded_lines(source, bad_lines), strict=True)
+    last_line = 0
+    while True:
+        try:
+            cells = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:
+            raise _FileError(RowError(last_line + 1, f"cannot be read as CSV: {exc}")) from None
+        start, last_line = last_line + 1, reader.line_num
+        bad = any(number in bad_lines for number in range(start, last_line + 1))
+        yield start, cells, bad
+
+
+class _FileError(Exception):
+    def __init__(self, error: RowError):
+        self.error = error
+
+
+def _read_header(cells: list[str], bad: bool, errors: list[RowError]) -> _Header | None:
+    if bad:
+        errors.append(RowError(1, "bad encoding: the file is not UTF-8 text (save it as CSV UTF-8)"))
+        return None
+    columns = [cell.strip() for cell in cells]
+    index: dict[str, int] = {}
+    attribute_columns = []
+    for position, column in enumerate(columns):
+        if column in index:
+            errors.append(RowError(1, f"column {column!r} appears twice"))
+        index[column] = position
+        if column.startswith(fmt.ATTRIBUTE_PREFIX):
+            attribute_columns.append(column)
+        elif column not in fmt.REQUIRED_COLUMNS and column not in fmt.OPTIONAL_COLUMNS:
+            errors.append(RowError(1, f"unknown column {column!r}"))
+    missing = [column for column in fmt.REQUIRED_COLUMNS if column not in index]
+    if missing:
+        errors.append(RowError(1, f"missing required columns: {', '.join(missing)}"))
+    codes = [column[len(fmt.ATTRIBUTE_PREFIX) :] for column in attribute_columns]
+    definitions = AttributeDefinition.objects.in_bulk(codes, field_name="code")
+    for column, code in zip(attribute_columns, codes, strict=True):
+        if code not in definitions:
+            errors.append(RowError(1, f"unknown attribute {code!r} in column {column!r}"))
+    if errors:
+        return None
+    return _Header(
+        columns=columns,
+        index=index,
+        attributes={column: definitions[code] for column, code in zip(attribute_columns, codes, strict=True)},
+    )
+
+
+def _parse_row(header: _Header, cells: list[str]) -> dict[str, Any]:
+    """Typed values of one row, for the columns the file has; raise CellError on the first
+    bad cell of the row."""
+
+    def cell(column: str) -> str:
+        return fmt.unescape_formula(cells[header.index[column]]).strip()
+
+    row: dict[str, Any] = {}
+    sku = cell("sku")
+    if not sku:
+        raise fmt.CellError("sku is empty")
+    for column, limit in MAX_LENGTHS.items():
+        if len(cell(column)) > limit:
+            raise fmt.CellError(f"{column} is longer than {limit} characters")
+    try:
+        SKU_VALIDATOR(sku)
+    except Exception:  # noqa: BLE001 - Django's ValidationError; the message is ours
+        raise fmt.CellError(f"sku {sku!r} may only hold letters, digits and . _ / - (no spaces)") from None
+    row["sku"] = sku
+    row["name"] = cell("name")
+    if not row["name"]:
+        raise fmt.CellError("name is empty")
+    row["brand"] = cell("brand")
+    row["category"] = fmt.parse_category_path(cell("category"))
+    row["unit_price"] = fmt.parse_price(cell("unit_price"))
+    row["pack_quantity"] = fmt.parse_pack_quantity(cell("pack_quantity"))
+    row["unit"] = cell("unit")
+    if not row["unit"]:
+        raise fmt.CellError("unit is empty (e.g. pcs, box, m, kg, l)")
+    row["status"] = fmt.parse_status(cell("status"))
+    if header.has("base_sku"):
+        row["base_sku"] = cell("base_sku")
+        if row["base_sku"] == sku:
+            raise fmt.CellError(f"base_sku {sku!r} is the product itself")
+    if header.has("description"):
+        # Descriptions keep their inner layout; only the formula escape is undone.
+        row["description"] = fmt.unescape_formula(cells[header.index["description"]])
+    if header.has("exclude_from_recommendations"):
+        row["exclude_from_recommendations"] = fmt.parse_bool(
+            cell("exclude_from_recommendations"), "exclude_from_recommendations"
+        )
+    attributes: dict[str, Any] = {}
+    for column, definition in header.attributes.items():
+        value = cell(column)
+        attributes[definition.code] = None if value == "" else fmt.parse_attribute(definition, value)
+    row["attributes"] = attributes
+    return row
+
+
+class _Lookups:
+    """Brands and categories by case-insensitive name/path, loaded once (they are few)."""
+
+    def __init__(self) -> None:
+        self.brands = {name.lower(): (pk, name) for pk, name in Brand.objects.values_list("id", "name")}
+        self.categories = {path.lower(): (pk, path) for pk, path in Category.objects.values_list("id", "path")}
+
+    def brand_name(self, name: str) -> str:
+        return self.brands.get(name.lower(), (None, name))[1] if name else ""
+
+    def category_path(self, parts: tuple[str, ...]) -> str:
+        """The canonical path: existing levels keep their spelling."""
+        canonical: list[str] = []
+        for depth in range(1, len(parts) + 1):
+            text = fmt.category_path_text(parts[:depth])
+            existing = self.categories.get(text.lower())
+            canonical.append(existing[1].split(" > ")[-1] if existing else parts[depth - 1])
+        return fmt.category_path_text(tuple(canonical))
+
+
+def _validate(source: IO[bytes], result: ImportResult) -> tuple[_Header | None, dict]:
+    """Pass 1: every row checked, every problem reported with its line number."""
+    errors = result.errors
+    records = _records(source)
+    try:
+        first = next(records, None)
+    except _FileError as exc:
+        errors.append(exc.error)
+        return None, {}
+    if first is None:
+        errors.append(RowError(1, "the file is empty (expected a header row)"))
+        return None, {}
+    header = _read_header(first[1], first[2], errors)
+    if header is None:
+        return None, {}
+
+    first_line: dict[str, int] = {}  # sku -> line, for duplicates and as "the file's SKUs"
+    variant_base: dict[str, str] = {}  # variant sku -> base sku (rows with a base_sku)
+    brands: dict[str, str] = {}
+    categories: dict[tuple[str, ...], None] = {}
+    try:
+        for line, cells, bad in records:
+            if not cells or all(not c.strip() for c in cells):
+                continue  # blank line
+            result.rows += 1
+            if bad:
+                errors.append(RowError(line, "bad encoding: this row is not UTF-8 text"))
+                continue
+            if len(cells) != len(header.columns):
+                errors.append(RowError(line, f"has {len(cells)} cells, the header has {len(header.columns)}"))
+                continue
+            try:
+                row = _parse_row(header, cells)
+            except fmt.CellError as exc:
+                errors.append(RowError(line, str(exc)))
+                continue
+            sku = row["sku"]
+            if sku in first_line:
+                errors.append(RowError(line, f"duplicate SKU {sku!r} (first on line {first_line[sku]})"))
+                continue
+            first_line[sku] = line
+            if row.get("base_sku"):
+                variant_base[sku] = row["base_sku"]
+            if row["brand"]:
+                brands.setdefault(row["brand"].lower(), row["brand"])
+            if row["category"]:
+                categories[row["category"]] = None
+    except _FileError as exc:
+        errors.append(exc.error)
+        return None, {}
+    if header.has("base_sku"):
+        _validate_bases(header, first_line, variant_base, errors)
+    errors.sort(key=lambda error: error.line)
+    return header, {"brands": brands, "categories": categories}
+
+
+def _validate_bases(
+    header: _Header, first_line: dict[str, int], variant_base: dict[str, str], errors: list[RowError]
+) -> None:
+    """Base products must exist and not be variants, after the import (file rows win over
+    the database); a product that keeps variants cannot become one."""
+    referenced = set(variant_base.values())
+    outside = sorted(referenced - first_line.keys())
+    in_db: dict[str, int | None] = {}
+    for start in range(0, len(outside), CHUNK_SIZE):
+        chunk = outside[start : start + CHUNK_SIZE]
+        in_db.update(Product.objects.filter(sku__in=chunk).values_list("sku", "base_id"))
+    # Database products outside the file that stay variants of a product in the file.
+    kept_variants: dict[str, str] = {}
+    file_skus = sorted(first_line)
+    for start in range(0, len(file_skus), CHUNK_SIZE):
+        chunk = file_skus[start : start + CHUNK_SIZE]
+        for variant_sku, base_sku in Product.objects.filter(base__sku__in=chunk).values_list("sku", "base__sku"):
+            if variant_sku not in first_line:
+                kept_variants.setdefault(base_sku, variant_sku)
+    file_variant_of: dict[str, str] = {}
+    for variant_sku, base_sku in variant_base.items():
+        file_variant_of.setdefault(base_sku, variant_sku)
+
+    for sku, base_sku in variant_base.items():
+        line = first_line[sku]
+        if base_sku in first_line:
+            if base_sku in variant_base:
+                errors.append(
+                    RowError(line, f"base_sku {base_sku!r} is itself a pack variant (line {first_line[base_sku]})")
+                )
+        elif base_sku not in in_db:
+            errors.append(RowError(line, f"base_sku {base_sku!r} does not exist"))
+        elif in_db[base_sku] is not None:
+            errors.append(RowError(line, f"base_sku {base_sku!r} is itself a pack variant"))
+        if sku in file_variant_of:
+            other = file_variant_of[sku]
+            errors.append(
+                RowError(
+                    line,
+                    f"{sku!r} has pack variants ({other!r}, line {first_line[other]}) so it cannot be a variant itself",
+                )
+            )
+        elif sku in kept_variants:
+            errors.append(
+                RowError(line, f"{sku!r} has pack variants ({kept_variants[sku]!r}) so it cannot be a variant itself")
+            )
+
+
+def _ensure_brands_and_categories(found: dict, lookups: _Lookups, result: ImportResult, dry_run: bool) -> None:
+    """List (and unless dry-running, create) the brands and categories the file names that do not exist."""
+    new_brands = sorted(name for key, name in found["brands"].items() if key not in lookups.brands)
+    result.new_brands = new_brands
+    paths: dict[str, tuple[str, ...]] = {}
+    for parts in found["categories"]:
+        for depth in range(1, len(parts) + 1):
+            prefix = parts[:depth]
+            paths.setdefault(fmt.category_path_text(prefix).lower(), prefix)
+    missing = sorted((key for key in paths if key not in lookups.categories), key=lambda key: (key.count(">"), key))
+    result.new_categories = [lookups.category_path(paths[key]) for key in sorted(missing)]
+    if dry_run:
+        return
+    if new_brands:
+        Brand.objects.bulk_create([Brand(name=name) for name in new_brands])
+    from catalog.services import category_path_for  # local: services import this module
+
+    for key in missing:  # parents first: sorted by depth
+        parts = paths[key]
+        parent = lookups.categories.get(fmt.category_path_text(parts[:-1]).lower()) if len(parts) > 1 else None
+        category = Category(name=parts[-1], parent_id=parent[0] if parent else None)
+        category.path = category_path_for(name=category.name, parent_path=parent[1] if parent else None)
+        category.save()
+        lookups.categories[key] = (category.pk, category.path)
+    lookups.brands = {name.lower(): (pk, name) for pk, name in Brand.objects.values_list("id", "name")}
+
+
+def _diff(existing: dict[str, Any] | None, row: dict[str, Any], lookups: _Lookups) -> dict[str, list]:
+    """{field: [old, new]} for the columns the file has; [None, new] for a new product."""
+    wanted: dict[str, Any] = {
+        "name": row["name"],
+        "brand": lookups.brand_name(row["brand"]),
+        "category": lookups.category_path(row["category"]) if row["category"] else "",
+        "unit_price": row["unit_price"],
+        "pack_quantity": row["pack_quantity"],
+        "unit": row["unit"],
+        "status": row["status"],
+    }
+    for optional in fmt.OPTIONAL_COLUMNS:
+        if optional in row:
+            wanted[optional] = row[optional]
+    old_attributes = existing["attributes"] if existing else {}
+    new_attributes = dict(old_attributes)
+    for code, value in row["attributes"].items():
+        if value is None:
+            new_attributes.pop(code, None)
+        else:
+            new_attributes[code] = value
+    wanted["attributes"] = new_attributes
+    changes: dict[str, list] = {}
+    for name, new in wanted.items():
+        old = existing[name] if existing else None
+        if existing is None:
+            if new not in ("", None, {}, False) or name in ("status", "unit_price", "pack_quantity"):
+                changes[name] = [None, fmt.history_value(new)]
+        elif old != new:
+            changes[name] = [fmt.history_value(old), fmt.history_value(new)]
+    return changes
+
+
+def _chunks(source: IO[bytes], header: _Header) -> Iterator[list[dict[str, Any]]]:
+    chunk: list[dict[str, Any]] = []
+    records = _records(source)
+    next(records)  # header
+    for _line, cells, _bad in records:
+        if not cells or all(not c.strip() for c in cells):
+            continue
+        chunk.append(_parse_row(header, cells))
+        if len(chunk) >= CHUNK_SIZE:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+def _apply_chunk(
+    rows: list[dict[str, Any]],
+    lookups: _Lookups,
+    result: ImportResult,
+    *,
+    dry_run: bool,
+    now,
+    actor,
+    change_source: str,
+    reference: str,
+    pending_bases: dict[str, str],
+) -> None:
+    existing = {
+        product.sku: product
+        for product in Product.objects.with_relations().filter(sku__in=[row["sku"] for row in rows])
+    }
+    to_write: list[Product] = []
+    histories: list[tuple[Product, str, dict]] = []
+    for row in rows:
+        product = existing.get(row["sku"])
+        before = fmt.product_values(product) if product else None
+        changes = _diff(before, row, lookups)
+        action = ProductChange.Action.CREATED if product is None else ProductChange.Action.UPDATED
+        if product is not None and not changes:
+            result.unchanged += 1
+            continue
+        if product is None:
+            result.created += 1
+        else:
+            result.updated += 1
+        if len(result.sample) < SAMPLE_SIZE:
+            result.sample.append({"sku": row["sku"], "action": action.value, "changes": changes})
+        if dry_run:
+            continue
+        target = Product(sku=row["sku"]) if product is None else _unsaved_copy(product)
+        _assign(target, row, lookups, changes)
+        if "base_sku" in changes:
+            # Bases are set in a last pass, once every row of the file exists (see module doc).
+            target.base_id = None
+            if row["base_sku"]:
+                pending_bases[row["sku"]] = row["base_sku"]
+        target.updated_at = now
+        to_write.append(target)
+        histories.append((target, action, changes))
+    if dry_run or not to_write:
+        return
+    Product.objects.bulk_create(
+        to_write, update_conflicts=True, unique_fields=["sku"], update_fields=UPSERT_FIELDS, batch_size=500
+    )
+    ids = {product.sku: product.pk for product in existing.values()}
+    missing_ids = [p.sku for p in to_write if p.pk is None and p.sku not in ids]
+    if missing_ids:  # databases that do not return ids from an upsert
+        ids.update(Product.objects.filter(sku__in=missing_ids).values_list("sku", "id"))
+    ProductChange.objects.bulk_create(
+        [
+            ProductChange(
+                product_id=target.pk or ids[target.sku],
+                changed_at=now,
+                actor=actor,
+                source=change_source,
+                reference=reference,
+                action=action,
+                changes=changes,
+            )
+            for target, action, changes in histories
+        ],
+        batch_size=1000,
+    )
+
+
+def _unsaved_copy(product: Product) -> Product:
+    copy = Product(**{f.attname: getattr(product, f.attname) for f in Product._meta.concrete_fields})
+    copy.pk = None
+    return copy
+
+
+def _assign(target: Product, row: dict[str, Any], lookups: _Lookups, changes: dict) -> None:
+    target.name = row["name"]
+    target.brand_id = lookups.brands[row["brand"].lower()][0] if row["brand"] else None
+    target.category_id = (
+        lookups.categories[fmt.category_path_text(row["category"]).lower()][0] if row["category"] else None
+    )
+    target.unit_price = row["unit_price"]
+    target.pack_quantity = row["pack_quantity"]
+    target.unit = row["unit"]
+    target.status = row["status"]
+    if "description" in row:
+        target.description = row["description"]
+    if "exclude_from_recommendations" in row:
+        target.exclude_from_recommendations = row["exclude_from_recommendations"]
+    if "attributes" in changes:
+        target.attributes = changes["attributes"][1]
+
+
+def _apply_bases(pending_bases: dict[str, str]) -> None:
+    variants = sorted(pending_bases)
+    for start in range(0, len(variants), CHUNK_SIZE):
+        chunk = variants[start : start + CHUNK_SIZE]
+        base_ids = dict(Product.objects.filter(sku__in={pending_bases[sku] for sku in chunk}).values_list("sku", "id"))
+        products = list(Product.objects.filter(sku__in=chunk).only("id", "sku", "base_id"))
+        for product in products:
+            product.base_id = base_ids[pending_bases[product.sku]]
+        Product.objects.bulk_update(products, ["base"], batch_size=500)
+
+
+def products_import(
+    *,
+    source: IO[bytes],
+    actor=None,
+    dry_run: bool = False,
+    change_source: str = ChangeSource.IMPORT,
+    reference: str = "",
+) -> ImportResult:
+    """Import a products CSV (docs/catalog.md). Nothing is written if any row is bad or on a
+    dry run; re-importing the same file changes nothing. ``source`` is a seekable binary file."""
+    result = ImportResult(dry_run=dry_run)
+    header, found = _validate(source, result)
+    if header is None or result.errors:
+        return result
+    lookups = _Lookups()
+    now = timezone.now()
+    pending_bases: dict[str, str] = {}
+    try:
+        with transaction.atomic():
+            _ensure_brands_and_categories(found, lookups, result, dry_run)
+            for rows in _chunks(source, header):
+                _apply_chunk(
+                    rows,
+                    lookups,
+                    result,
+                    dry_run=dry_run,
+                    now=now,
+                    actor=actor,
+                    change_source=change_source,
+                    reference=reference,
+                    pending_bases=pending_bases,
+                )
+            if not dry_run:
+                _apply_bases(pending_bases)
+    except IntegrityError as exc:
+        # Validation passed but the database refused (e.g. a concurrent edit): nothing was kept.
+        result.errors.append(RowError(0, f"the database refused the import, nothing was written: {exc}"))
+        result.created = result.updated = result.unchanged = 0
+        return result
+    result.applied = not dry_run
+    return result

@@ -1,0 +1,1 @@
+# Suggestions, links, tiers and specials arrive with their issues.
