@@ -33,7 +33,8 @@ def roles_sync(*, using: str = "default") -> dict[str, int]:
 def user_create(
     *, username: str, password: str, role: str | None = None, email: str = "", first_name: str = "", last_name: str = ""
 ) -> User:
-    """Create a back-office user with one role. Role users are staff, so Django's admin lets them in."""
+    """Create a back-office user with one role. The admin site admits by role
+    (config/admin_site.py); ``is_staff`` is set too so the user looks like staff everywhere."""
     user = User(username=username, email=email, first_name=first_name, last_name=last_name, is_staff=True)
     user.set_password(password)
     user.full_clean()

@@ -4,6 +4,7 @@ import json
 
 from django import forms
 from django.contrib import admin, messages
+from django.contrib.admin.options import IncorrectLookupParameters
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.http import HttpResponseRedirect, StreamingHttpResponse
 from django.shortcuts import get_object_or_404
@@ -27,10 +28,12 @@ from catalog.models import (
 from catalog.services import (
     ImportAlreadyHandled,
     attributes_clean,
+    category_check_parent,
     category_save,
     product_import_apply,
     product_import_preview,
     product_save,
+    products_delete,
     products_set_excluded,
     products_set_status,
 )
@@ -45,8 +48,23 @@ class BrandAdmin(admin.ModelAdmin):
     search_fields = ["name"]
 
 
+class CategoryAdminForm(forms.ModelForm):
+    class Meta:
+        model = Category
+        fields = ["name", "parent"]
+
+    def clean_parent(self):
+        parent = self.cleaned_data.get("parent")
+        try:
+            category_check_parent(category=self.instance, parent=parent)
+        except ValidationError as exc:
+            raise ValidationError(exc.message_dict["parent"]) from None
+        return parent
+
+
 @admin.register(Category)
 class CategoryAdmin(admin.ModelAdmin):
+    form = CategoryAdminForm
     list_display = ["path", "name", "parent"]
     list_select_related = ["parent"]
     search_fields = ["path"]
@@ -196,6 +214,12 @@ class ProductAdmin(admin.ModelAdmin):
     def save_model(self, request, obj, form, change):
         product_save(product=obj, actor=request.user, source=ChangeSource.ADMIN)
 
+    def delete_model(self, request, obj):
+        products_delete(products=Product.objects.filter(pk=obj.pk), actor=request.user)
+
+    def delete_queryset(self, request, queryset):
+        products_delete(products=queryset, actor=request.user)
+
     # --- bulk actions -----------------------------------------------------------------------
     def _report(self, request, queryset, changed: int, verb: str, already: str) -> None:
         total = queryset.count()
@@ -242,7 +266,11 @@ class ProductAdmin(admin.ModelAdmin):
         """The changelist's current selection (search and filters) as CSV."""
         if not self.has_view_permission(request):
             raise PermissionDenied
-        changelist = self.get_changelist_instance(request)
+        try:
+            changelist = self.get_changelist_instance(request)
+        except IncorrectLookupParameters:
+            # What the changelist itself does with a filter it does not know.
+            return HttpResponseRedirect(reverse("admin:catalog_product_changelist") + "?e=1")
         queryset = changelist.get_queryset(request)
         stamp = timezone.localtime().strftime("%Y%m%d-%H%M")
         response = StreamingHttpResponse(
@@ -313,8 +341,8 @@ class ProductChangeAdmin(admin.ModelAdmin):
 
     list_display = ["changed_at", "product_link", "action", "source", "actor", "reference", "summary"]
     list_filter = ["source", "action"]
-    list_select_related = ["product", "actor"]
-    search_fields = ["product__sku", "reference"]
+    list_select_related = ["actor"]
+    search_fields = ["sku", "reference"]
     date_hierarchy = "changed_at"
 
     def has_add_permission(self, request):
@@ -326,10 +354,12 @@ class ProductChangeAdmin(admin.ModelAdmin):
     def has_delete_permission(self, request, obj=None):
         return False
 
-    @admin.display(description="product", ordering="product__sku")
+    @admin.display(description="product", ordering="sku")
     def product_link(self, obj: ProductChange) -> str:
+        if obj.product_id is None:
+            return f"{obj.sku} (deleted)"
         url = reverse("admin:catalog_product_change", args=[obj.product_id])
-        return format_html('<a href="{}">{}</a>', url, obj.product.sku)
+        return format_html('<a href="{}">{}</a>', url, obj.sku)
 
 
 @admin.register(ProductImport)

@@ -18,6 +18,8 @@ EXPORT_COLUMNS = REQUIRED_COLUMNS + OPTIONAL_COLUMNS
 FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
 
 MAX_PRICE = Decimal("99999999.9999")
+MAX_NUMBER = Decimal("1e15")  # number attributes: beyond this a value is a typo, not a measurement
+MAX_CATEGORY_PATH = 500  # Category.path
 TRUE_WORDS = {"true", "yes", "1", "y"}
 FALSE_WORDS = {"false", "no", "0", "n", ""}
 
@@ -27,11 +29,13 @@ class CellError(ValueError):
 
 
 def escape_formula(value: str) -> str:
-    return "'" + value if value.startswith(FORMULA_PREFIXES) else value
+    """Prefix formula-like cells with an apostrophe; a cell that already starts with one gets
+    another, so that unescape_formula gives every value back exactly."""
+    return "'" + value if value.startswith((*FORMULA_PREFIXES, "'")) else value
 
 
 def unescape_formula(value: str) -> str:
-    if value.startswith("'") and value[1:2] and value[1:].startswith(FORMULA_PREFIXES):
+    if value.startswith("'") and value[1:].startswith((*FORMULA_PREFIXES, "'")):
         return value[1:]
     return value
 
@@ -100,6 +104,8 @@ def parse_category_path(value: str) -> tuple[str, ...]:
         raise CellError(f"category {value!r} has an empty level (write paths as 'Tools > Drills')")
     if any(len(part) > 100 for part in parts):
         raise CellError(f"category {value!r} has a level longer than 100 characters")
+    if len(category_path_text(parts)) > MAX_CATEGORY_PATH:
+        raise CellError(f"category path is longer than {MAX_CATEGORY_PATH} characters")
     return parts
 
 
@@ -117,7 +123,14 @@ def parse_attribute(definition: AttributeDefinition, value: str) -> Any:
             raise CellError(f"{column} {value!r} is not a number") from None
         if not number.is_finite():
             raise CellError(f"{column} {value!r} is not a number")
-        return int(number) if number == number.to_integral_value() else float(number)
+        if abs(number) >= MAX_NUMBER:
+            raise CellError(f"{column} {value!r} is too large (at most {MAX_NUMBER:.0e})")
+        if number == number.to_integral_value():
+            return int(number)
+        as_float = float(number)
+        if as_float == 0.0 or Decimal(repr(as_float)) != number.normalize():
+            raise CellError(f"{column} {value!r} has more precision than a number attribute keeps")
+        return as_float
     if definition.type == AttributeType.BOOLEAN:
         return parse_bool(value, column)
     if definition.type == AttributeType.CHOICE and value not in definition.choices:
@@ -138,6 +151,8 @@ def clean_attributes(values: dict, definitions: dict[str, AttributeDefinition]) 
         definition = definitions.get(code)
         if definition is None:
             raise CellError(f"unknown attribute {code!r}")
+        if value is None or value == "":
+            continue  # no value: the attribute is not set
         if isinstance(value, bool) or not isinstance(value, str):
             value = format_attribute(value)
         cleaned[code] = parse_attribute(definition, value)

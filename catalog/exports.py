@@ -35,7 +35,7 @@ def products_export_rows(*, queryset: QuerySet[Product]) -> Iterator[list[str]]:
 
 def products_export(*, queryset: QuerySet[Product], out: IO[str]) -> int:
     """Write the CSV to ``out``; returns the number of products written."""
-    writer = csv.writer(out, lineterminator="\n")
+    writer = csv.writer(out, lineterminator="\r\n")
     count = -1
     for count, row in enumerate(products_export_rows(queryset=queryset)):  # noqa: B007
         writer.writerow(row)
@@ -43,6 +43,6 @@ def products_export(*, queryset: QuerySet[Product], out: IO[str]) -> int:
 
 
 def products_export_stream(*, queryset: QuerySet[Product]) -> Iterator[str]:
-    writer = csv.writer(_Echo(), lineterminator="\n")
+    writer = csv.writer(_Echo(), lineterminator="\r\n")
     for row in products_export_rows(queryset=queryset):
         yield writer.writerow(row)

@@ -1,9 +1,11 @@
 """Products CSV import: validate the whole file first, then apply all of it or nothing.
 
-The file is streamed three times (validate, apply fields, apply base products) instead of
-being held in memory: what is kept between passes is a set of SKUs and the variant rows'
-base SKUs, a few dozen bytes per row. Each pass works in chunks of rows, with one query to
-load the chunk's existing products and one upsert (INSERT .. ON CONFLICT via bulk_create).
+The file is streamed twice (validate, then apply) instead of being held in memory: what is
+kept between the passes is each SKU's line number and the variant rows' base SKUs, a few
+dozen bytes per row. The apply pass works in chunks of rows, with one query to load the
+chunk's existing products and one upsert (INSERT .. ON CONFLICT via bulk_create); rows whose
+base product changes get it in a last step, once every row of the file exists, so the order
+of rows in the file does not matter and the one-level-base trigger never sees a half state.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from typing import IO, Any
 
-from django.db import IntegrityError, transaction
+from django.db import DatabaseError, transaction
 from django.utils import timezone
 
 from catalog import csv_format as fmt
@@ -471,6 +473,7 @@ def _apply_chunk(
         [
             ProductChange(
                 product_id=target.pk or ids[target.sku],
+                sku=target.sku,
                 changed_at=now,
                 actor=actor,
                 source=change_source,
@@ -553,7 +556,7 @@ def products_import(
                 )
             if not dry_run:
                 _apply_bases(pending_bases)
-    except IntegrityError as exc:
+    except DatabaseError as exc:
         # Validation passed but the database refused (e.g. a concurrent edit): nothing was kept.
         result.errors.append(RowError(0, f"the database refused the import, nothing was written: {exc}"))
         result.created = result.updated = result.unchanged = 0

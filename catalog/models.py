@@ -192,8 +192,11 @@ class ProductChange(models.Model):
     class Action(models.TextChoices):
         CREATED = "created", "Created"
         UPDATED = "updated", "Updated"
+        DELETED = "deleted", "Deleted"
 
-    product = models.ForeignKey(Product, on_delete=models.CASCADE, related_name="changes")
+    # The history outlives the product: a deleted product's rows keep its SKU.
+    product = models.ForeignKey(Product, null=True, on_delete=models.SET_NULL, related_name="changes")
+    sku = models.CharField("SKU", max_length=64, db_index=True)
     changed_at = models.DateTimeField(db_index=True)
     actor = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
@@ -208,7 +211,7 @@ class ProductChange(models.Model):
         indexes = [models.Index(fields=["product", "-changed_at"], name="catalog_change_product_idx")]
 
     def __str__(self) -> str:
-        return f"{self.get_action_display()} {self.product_id} at {self.changed_at:%Y-%m-%d %H:%M}"
+        return f"{self.get_action_display()} ({self.get_source_display()})"
 
     @property
     def summary(self) -> str:
@@ -216,6 +219,8 @@ class ProductChange(models.Model):
         for field, (old, new) in sorted(self.changes.items()):
             if self.action == self.Action.CREATED:
                 parts.append(f"{field}: {new!s}")
+            elif self.action == self.Action.DELETED:
+                parts.append(f"{field}: {old!s}")
             else:
                 parts.append(f"{field}: {old!s} → {new!s}")
         return "; ".join(parts)

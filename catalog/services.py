@@ -31,6 +31,7 @@ __all__ = [
     "products_set_status",
     "products_set_excluded",
     "products_import",
+    "products_delete",
     "product_import_preview",
     "product_import_apply",
 ]
@@ -40,16 +41,21 @@ def category_path_for(*, name: str, parent_path: str | None) -> str:
     return f"{parent_path}{CATEGORY_SEPARATOR}{name}" if parent_path else name
 
 
+def category_check_parent(*, category: Category, parent: Category | None) -> None:
+    """Raise ValidationError if ``parent`` is the category itself or one of its descendants."""
+    ancestor = parent
+    while ancestor is not None and category.pk is not None:
+        if ancestor.pk == category.pk:
+            raise ValidationError({"parent": "A category cannot be placed below itself or its own sub-categories."})
+        ancestor = ancestor.parent
+
+
 @transaction.atomic
 def category_save(*, category: Category) -> Category:
     """Save a category and keep the paths of it and everything below it right."""
-    if category.parent_id is not None:
-        ancestor = Category.objects.get(pk=category.parent_id)
-        while ancestor is not None:
-            if category.pk is not None and ancestor.pk == category.pk:
-                raise ValidationError({"parent": "A category cannot be placed below itself."})
-            ancestor = ancestor.parent
-    parent_path = Category.objects.get(pk=category.parent_id).path if category.parent_id else None
+    parent = Category.objects.get(pk=category.parent_id) if category.parent_id else None
+    category_check_parent(category=category, parent=parent)
+    parent_path = parent.path if parent else None
     category.path = category_path_for(name=category.name, parent_path=parent_path)
     category.full_clean(validate_unique=True)
     category.save()
@@ -67,13 +73,15 @@ def _refresh_descendant_paths(category: Category) -> None:
 
 
 def _record(
-    *, products_changes: list[tuple[int, str, dict]], actor, source: str, reference: str = "", when=None
+    *, products_changes: list[tuple[int | None, str, str, dict]], actor, source: str, reference: str = "", when=None
 ) -> None:
+    """Write history rows: (product id, sku, action, {field: [old, new]})."""
     when = when or timezone.now()
     ProductChange.objects.bulk_create(
         [
             ProductChange(
                 product_id=product_id,
+                sku=sku,
                 changed_at=when,
                 actor=actor,
                 source=source,
@@ -81,7 +89,7 @@ def _record(
                 action=action,
                 changes=changes,
             )
-            for product_id, action, changes in products_changes
+            for product_id, sku, action, changes in products_changes
         ]
     )
 
@@ -118,26 +126,60 @@ def product_save(*, product: Product, actor=None, source: str = ChangeSource.ADM
         }
         action = ProductChange.Action.UPDATED
     if changes:
-        _record(products_changes=[(product.pk, action, changes)], actor=actor, source=source, reference=reference)
+        _record(
+            products_changes=[(product.pk, product.sku, action, changes)],
+            actor=actor,
+            source=source,
+            reference=reference,
+        )
     return product
+
+
+@transaction.atomic
+def products_delete(*, products: QuerySet[Product], actor=None, source: str = ChangeSource.ADMIN) -> int:
+    """Delete products, keeping a "deleted" history row with their last values (the history
+    survives the product). Products that are the base of variants are refused by the database
+    (PROTECT), and so is the whole deletion."""
+    doomed = list(products.select_related("brand", "category", "base").select_for_update(of=("self",)))
+    if not doomed:
+        return 0
+    now = timezone.now()
+    _record(
+        products_changes=[
+            (
+                product.pk,
+                product.sku,
+                ProductChange.Action.DELETED,
+                {k: [fmt.history_value(v), None] for k, v in fmt.product_values(product).items() if k != "sku"},
+            )
+            for product in doomed
+        ],
+        actor=actor,
+        source=source,
+        when=now,
+    )
+    Product.objects.filter(pk__in=[product.pk for product in doomed]).delete()
+    return len(doomed)
 
 
 def _bulk_set(*, products: QuerySet[Product], field: str, value: Any, actor, source: str, reference: str) -> int:
     """Set one field on many products, recording history for those that really changed.
     Returns the number changed (rows that already had the value are left alone)."""
     with transaction.atomic():
-        changing = list(products.exclude(**{field: value}).select_for_update(of=("self",)).values_list("pk", field))
+        changing = list(
+            products.exclude(**{field: value}).select_for_update(of=("self",)).values_list("pk", "sku", field)
+        )
         if not changing:
             return 0
         now = timezone.now()
-        ids = [pk for pk, _old in changing]
+        ids = [pk for pk, _sku, _old in changing]
         changed = (
             Product.objects.filter(pk__in=ids).exclude(**{field: value}).update(**{field: value, "updated_at": now})
         )
         _record(
             products_changes=[
-                (pk, ProductChange.Action.UPDATED, {field: [fmt.history_value(old), fmt.history_value(value)]})
-                for pk, old in changing
+                (pk, sku, ProductChange.Action.UPDATED, {field: [fmt.history_value(old), fmt.history_value(value)]})
+                for pk, sku, old in changing
             ],
             actor=actor,
             source=source,

@@ -8,6 +8,7 @@ from django.contrib import admin
 from django.contrib.auth.forms import AuthenticationForm
 from django.core.exceptions import PermissionDenied
 from django.urls import reverse
+from django.views.decorators.csrf import csrf_protect
 
 
 class BackOfficeAdminSite(admin.AdminSite):
@@ -27,11 +28,10 @@ class BackOfficeAdminSite(admin.AdminSite):
 
         @wraps(view)
         def wrapper(request, *args, **kwargs):
-            if (
-                request.user.is_authenticated
-                and not self.has_permission(request)
-                and request.path != reverse("admin:logout", current_app=self.name)
-            ):
+            if request.user.is_authenticated and not self.has_permission(request):
+                if request.path == reverse("admin:logout", current_app=self.name):
+                    # Django's admin_view would bounce this user to the index; let them sign out.
+                    return csrf_protect(view)(request, *args, **kwargs)
                 raise PermissionDenied("Your account has no back-office role; ask an administrator for one.")
             return inner(request, *args, **kwargs)
 

@@ -72,16 +72,33 @@ def env_timezone(name: str, default: str, *, environ: Mapping[str, str] | None =
     return value
 
 
+def redact_url(value: str) -> str:
+    """The URL with its password replaced, fit for an error message or a log."""
+    try:
+        parts = urlsplit(value)
+        password = parts.password
+    except ValueError:
+        return "<unparsable URL>"
+    if not password:
+        return value
+    return parts._replace(netloc=parts.netloc.replace(f":{password}@", ":***@", 1)).geturl()
+
+
 def env_url(
     name: str, schemes: set[str], default: str | None = None, *, environ: Mapping[str, str] | None = None
 ) -> str | None:
     value = env_str(name, default, environ=environ)
     if value is None:
         return None
-    parts = urlsplit(value)
+    shown = redact_url(value)
+    try:
+        parts = urlsplit(value)
+        parts.port  # noqa: B018 - raises ValueError on a bad port
+    except ValueError as exc:
+        raise ImproperlyConfigured(f"{name}={shown!r} is not a valid URL: {exc}.") from None
     if parts.scheme not in schemes:
         allowed = ", ".join(sorted(schemes))
-        raise ImproperlyConfigured(f"{name}={value!r} must be a URL with one of the schemes: {allowed}.")
+        raise ImproperlyConfigured(f"{name}={shown!r} must be a URL with one of the schemes: {allowed}.")
     if parts.scheme not in {"sqlite"} and not parts.hostname and not parts.path.strip("/"):
-        raise ImproperlyConfigured(f"{name}={value!r} names no host.")
+        raise ImproperlyConfigured(f"{name}={shown!r} names no host.")
     return value

@@ -1,3 +1,4 @@
+import os
 import sys
 from pathlib import Path
 
@@ -21,7 +22,11 @@ class Command(BaseCommand):
         if status:
             queryset = queryset.filter(status=status)
         if file == "-":
-            count = products_export(queryset=queryset, out=sys.stdout)
+            try:
+                products_export(queryset=queryset, out=sys.stdout)
+            except BrokenPipeError:
+                # Piped into `head` and the like: stop quietly (the recipe from Python's docs).
+                os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         else:
             with Path(file).open("w", encoding="utf-8", newline="") as out:
                 count = products_export(queryset=queryset, out=out)

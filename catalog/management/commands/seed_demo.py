@@ -1,0 +1,47 @@
+from django.conf import settings
+from django.core.management.base import BaseCommand, CommandError
+
+from catalog.demo import DEMO_PASSWORD, DEMO_USERS, DemoSeedError, demo_seed
+
+SHOWN_ERRORS = 10
+
+
+class Command(BaseCommand):
+    help = (
+        "Create the demo data set: a wholesaler's catalog (through the products import, so it is "
+        "validated and in the change history) and, with DEBUG on, one demo user per role. "
+        "Idempotent: running it again changes nothing."
+    )
+
+    def handle(self, *args, **options):
+        try:
+            counts = demo_seed(users=settings.DEBUG)
+        except DemoSeedError as exc:
+            shown = "\n".join(str(error) for error in exc.errors[:SHOWN_ERRORS])
+            more = len(exc.errors) - SHOWN_ERRORS
+            raise CommandError(
+                f"The demo catalog was refused, nothing was written:\n{shown}"
+                + (f"\n... and {more} more" if more > 0 else "")
+            ) from None
+        self.stdout.write(
+            f"Demo catalog ({counts['rows']} products): {counts['created']} created, "
+            f"{counts['updated']} updated, {counts['unchanged']} unchanged."
+        )
+        self.stdout.write(
+            f"Catalog now holds {counts['products']} products ({counts['variants']} pack variants), "
+            f"{counts['brands']} brands, {counts['categories']} categories, "
+            f"{counts['attribute_definitions']} attribute definitions."
+        )
+        if counts["users_skipped"]:
+            self.stdout.write("Demo users skipped: DEBUG is off (their password is public).")
+            return
+        roles = {user["username"]: user["role"] for user in DEMO_USERS}
+        if counts["users_created"]:
+            created = ", ".join(f"{name} ({roles[name]})" for name in counts["users_created"])
+            self.stdout.write(f"Demo users created: {created}.")
+        if counts["users_existing"]:
+            self.stdout.write(f"Demo users already there, left unchanged: {', '.join(counts['users_existing'])}.")
+        self.stdout.write(
+            f'Log in at /admin/ as "specialist" with password "{DEMO_PASSWORD}" '
+            '(or as "marketing" or "admin" for the other roles).'
+        )

@@ -1,0 +1,219 @@
+"""Take the screenshots in docs/img/ from a throwaway demo back office.
+
+    /tmp/pw/bin/python docs/screenshots.py [--port 8765] [--database /tmp/docs.sqlite3]
+
+Playwright is not a project dependency; install it outside the project, and Debian's Chromium
+as the browser (Playwright's own browser download is not needed):
+
+    apt-get install -y chromium
+    python3 -m venv /tmp/pw && /tmp/pw/bin/pip install playwright
+
+What it does: creates a fresh SQLite database (the file is deleted first), migrates it, loads
+the demo data (`seed_demo`, with DEBUG on so that the demo users exist), starts `runserver`
+on 127.0.0.1, signs in as the product specialist and then, like a person would, looks at the
+product list, checks and applies a small import, checks a broken file, edits one product and
+looks at its page. The project's own virtual environment (.venv) runs Django; this script only
+drives the browser. The server is stopped at the end, also on errors.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+from playwright.sync_api import sync_playwright
+
+ROOT = Path(__file__).resolve().parent.parent
+IMG = ROOT / "docs" / "img"
+PYTHON = ROOT / ".venv" / "bin" / "python"
+CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
+USERNAME, PASSWORD = "specialist", "demo-pass-2026"
+# A base product of the demo catalog with two pack variants (box of 500; 1000 and 5000 pcs).
+BASE_SKU = "FDW-0001"
+WIDTH = 1280
+
+
+def manage(env: dict[str, str], *args: str) -> str:
+    done = subprocess.run(
+        [str(PYTHON), "manage.py", *args], cwd=ROOT, env=env, check=True, capture_output=True, text=True
+    )
+    return done.stdout
+
+
+def wait_until_up(url: str, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:
+                if response.status == 200:
+                    return
+        except (urllib.error.URLError, ConnectionError):
+            pass
+        time.sleep(0.3)
+    raise SystemExit(f"the server did not answer on {url}")
+
+
+def import_files(env: dict[str, str], workdir: Path) -> tuple[Path, Path]:
+    """A good file (a price change, a new bigger pack, a description) and a broken one,
+    both made from the demo catalog's own export."""
+    exported = workdir / "export.csv"
+    manage(env, "export_products", str(exported))
+    with exported.open(encoding="utf-8", newline="") as handle:
+        rows = {row["sku"]: row for row in csv.DictReader(handle)}
+    columns = ["sku", "name", "brand", "category", "unit_price", "pack_quantity", "unit", "status", "base_sku"]
+    base = rows[BASE_SKU]
+    variants = [row for row in rows.values() if row["base_sku"] == BASE_SKU]
+    variants.sort(key=lambda row: int(row["pack_quantity"]))
+    biggest = variants[-1]
+
+    good = [dict(base, unit_price=f"{float(base['unit_price']) * 1.04:.2f}")]
+    good.append(dict(biggest, unit_price=f"{float(biggest['unit_price']) * 0.97:.2f}"))
+    new_pack = int(biggest["pack_quantity"]) * 2
+    good.append(
+        dict(
+            biggest,
+            sku=f"{BASE_SKU}-{new_pack}",
+            name=base["name"].rsplit(",", 1)[0] + f", pallet of {new_pack}",
+            pack_quantity=str(new_pack),
+            unit_price=f"{float(biggest['unit_price']) * 1.85:.2f}",
+            status="draft",
+        )
+    )
+    good_path = workdir / "drywall-screws-2026.csv"
+    _write(good_path, columns, good)
+
+    broken = [
+        dict(base, unit_price=base["unit_price"].replace(".", ",")),
+        dict(variants[0]),
+        dict(variants[0]),
+        dict(biggest, status="sold out"),
+        dict(base, sku=f"{BASE_SKU}-X", base_sku=variants[0]["sku"]),
+        dict(base, sku=f"{BASE_SKU}-Y", pack_quantity="0", base_sku=BASE_SKU),
+    ]
+    broken_path = workdir / "supplier-prices.csv"
+    _write(broken_path, columns, broken)
+    return good_path, broken_path
+
+
+def _write(path: Path, columns: list[str], rows: list[dict[str, str]]) -> None:
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=columns, extrasaction="ignore", lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    path.write_text(buffer.getvalue(), encoding="utf-8")
+
+
+def shoot(page, name: str, *, full_page: bool = False) -> None:
+    """Save a screenshot; a full-page one is as tall as the content, without empty space below."""
+    path = IMG / name
+    viewport = page.viewport_size
+    if full_page:
+        page.set_viewport_size({"width": viewport["width"], "height": 300})
+    page.screenshot(path=str(path), full_page=full_page)
+    page.set_viewport_size(viewport)
+    print(f"{path.relative_to(ROOT)}: {path.stat().st_size // 1024} KB")
+
+
+def take(base_url: str, good_csv: Path, broken_csv: Path) -> None:
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"]
+        )
+        # A 1536 px wide window (room for the product list's columns) rendered at 5/6 scale: 1280 px images.
+        page = browser.new_page(viewport={"width": 1536, "height": 1000}, device_scale_factor=WIDTH / 1536)
+
+        page.goto(f"{base_url}/admin/login/")
+        page.fill("#id_username", USERNAME)
+        page.fill("#id_password", PASSWORD)
+        page.click("input[type=submit]")
+        page.wait_for_selector("#user-tools")
+        # Fold away the admin's left-hand model list (remembered by the browser) to give the tables room.
+        page.goto(f"{base_url}/admin/catalog/product/")
+        page.click("#toggle-nav-sidebar")
+
+        # The product list: search, filters, actions, import/export buttons.
+        page.goto(f"{base_url}/admin/catalog/product/?q=drywall+screw")
+        shoot(page, "product-list.png")
+
+        # A good import: check, look at the preview, apply.
+        page.goto(f"{base_url}/admin/catalog/product/import/")
+        page.set_input_files("#id_file", str(good_csv))
+        page.click("#import-form input[type=submit]")
+        page.wait_for_selector("#import-summary")
+        shoot(page, "import-preview.png", full_page=True)
+        page.click("input[value='Apply import']")
+        page.wait_for_url(f"{base_url}/admin/catalog/product/")
+
+        # A broken file: every problem with its line number, nothing written.
+        page.goto(f"{base_url}/admin/catalog/product/import/")
+        page.set_input_files("#id_file", str(broken_csv))
+        page.click("#import-form input[type=submit]")
+        page.wait_for_selector("#import-errors")
+        shoot(page, "import-errors.png", full_page=True)
+
+        # An edit in the back office, then the product page with variants and history.
+        page.goto(f"{base_url}/admin/catalog/product/?q={BASE_SKU}")
+        page.click(f"text={BASE_SKU}")
+        page.wait_for_selector("#id_attributes")
+        attributes = page.input_value("#id_attributes")
+        page.fill("#id_attributes", attributes.rstrip().rstrip("}").rstrip() + ', "colour": "black"}')
+        page.click("input[name=_continue]")
+        page.wait_for_selector(".messagelist .success")
+        page.goto(page.url)  # the page again, without the "changed successfully" message
+        shoot(page, "product-page.png", full_page=True)
+
+        browser.close()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--port", type=int, default=8765)
+    parser.add_argument("--database", default="/tmp/docs.sqlite3", help="SQLite file; deleted and recreated")
+    options = parser.parse_args()
+
+    database = Path(options.database)
+    database.unlink(missing_ok=True)
+    env = {
+        **os.environ,
+        "DEBUG": "true",
+        "DATABASE_URL": f"sqlite:///{database}",
+        "LOG_LEVEL": "WARNING",
+    }
+    for variable in ("CELERY_BROKER_URL", "CELERY_RESULT_BACKEND", "CACHE_URL"):
+        env.pop(variable, None)
+    manage(env, "migrate", "--noinput", "-v0")
+    print(manage(env, "seed_demo").strip())
+    IMG.mkdir(parents=True, exist_ok=True)
+
+    base_url = f"http://127.0.0.1:{options.port}"
+    server = subprocess.Popen(
+        [str(PYTHON), "manage.py", "runserver", "--noreload", f"127.0.0.1:{options.port}"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        wait_until_up(f"{base_url}/healthz/")
+        with tempfile.TemporaryDirectory() as workdir:
+            good_csv, broken_csv = import_files(env, Path(workdir))
+            take(base_url, good_csv, broken_csv)
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            server.kill()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

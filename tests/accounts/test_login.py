@@ -1,0 +1,71 @@
+"""Login lockout (django-axes) and the idle session timeout."""
+
+from datetime import timedelta
+
+import pytest
+from django.conf import settings
+from django.contrib.sessions.models import Session
+from django.utils import timezone
+
+pytestmark = pytest.mark.django_db
+
+
+def login(client, username, password):
+    return client.post("/admin/login/?next=/", {"username": username, "password": password})
+
+
+def test_correct_password_logs_in(client, specialist):
+    response = login(client, "specialist", "correct-horse-battery")
+    assert response.status_code == 302
+    assert response["Location"] == "/"
+    assert client.get("/").status_code == 200
+
+
+def test_lockout_after_repeated_failures(client, specialist):
+    for _ in range(settings.AXES_FAILURE_LIMIT - 1):
+        assert login(client, "specialist", "wrong").status_code == 200
+    locked = login(client, "specialist", "wrong")
+    assert locked.status_code == 429
+    assert b"Too many failed sign-ins" in locked.content
+    # Even the right password is refused while locked.
+    assert login(client, "specialist", "correct-horse-battery").status_code == 429
+    assert "_auth_user_id" not in client.session
+    # Another user from the same address is not affected (lockout is per user and address).
+    from accounts.roles import MARKETING
+    from tests.factories import UserFactory
+
+    UserFactory(username="other", role=MARKETING)
+    assert login(client, "other", "correct-horse-battery").status_code == 302
+
+
+def test_lockout_expires_after_cool_off(client, specialist):
+    from axes.models import AccessAttempt
+
+    for _ in range(settings.AXES_FAILURE_LIMIT):
+        login(client, "specialist", "wrong")
+    assert login(client, "specialist", "correct-horse-battery").status_code == 429
+    AccessAttempt.objects.update(attempt_time=timezone.now() - settings.AXES_COOLOFF_TIME - timedelta(seconds=1))
+    assert login(client, "specialist", "correct-horse-battery").status_code == 302
+
+
+def test_idle_session_expires_and_activity_extends_it(client, specialist):
+    client.force_login(specialist)
+    assert client.get("/").status_code == 200
+    session = Session.objects.get()
+    remaining = session.expire_date - timezone.now()
+    assert (
+        timedelta(seconds=settings.SESSION_COOKIE_AGE - 5) < remaining <= timedelta(seconds=settings.SESSION_COOKIE_AGE)
+    )
+    # Idle for longer than the timeout: the next request goes to the login page.
+    Session.objects.update(expire_date=timezone.now() - timedelta(seconds=1))
+    response = client.get("/")
+    assert response.status_code == 302
+    assert response["Location"] == "/admin/login/?next=/"
+
+
+def test_session_expiry_slides_with_activity(client, specialist):
+    client.force_login(specialist)
+    client.get("/")
+    Session.objects.update(expire_date=timezone.now() + timedelta(seconds=60))
+    assert client.get("/").status_code == 200
+    assert Session.objects.get().expire_date > timezone.now() + timedelta(seconds=settings.SESSION_COOKIE_AGE - 5)

@@ -1,0 +1,47 @@
+import os
+
+import pytest
+from django.conf import settings
+
+from accounts.roles import ADMINISTRATOR, MARKETING, PRODUCT_SPECIALIST
+from tests.factories import UserFactory
+
+REQUIRE_SERVICES = os.environ.get("REQUIRE_SERVICES") == "1"
+
+
+def pytest_collection_modifyitems(config, items):
+    """Tests marked `postgres` or `broker` skip without the service, except in CI's service run
+    (REQUIRE_SERVICES=1), where a missing service stops the run: never a silent skip there."""
+    on_postgres = settings.DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql"
+    has_broker = bool(settings.CELERY_BROKER_URL)
+    for marker, available, what in (
+        ("postgres", on_postgres, "DATABASE_URL=postgres://..."),
+        ("broker", has_broker, "CELERY_BROKER_URL"),
+    ):
+        wanting = [item for item in items if item.get_closest_marker(marker)]
+        if available or not wanting:
+            continue
+        if REQUIRE_SERVICES:
+            raise pytest.UsageError(f"REQUIRE_SERVICES=1 but {len(wanting)} tests need {what}, which is not set")
+        for item in wanting:
+            item.add_marker(pytest.mark.skip(reason=f"needs {what}"))
+
+
+@pytest.fixture
+def specialist(db):
+    return UserFactory(username="specialist", role=PRODUCT_SPECIALIST)
+
+
+@pytest.fixture
+def marketer(db):
+    return UserFactory(username="marketer", role=MARKETING)
+
+
+@pytest.fixture
+def administrator(db):
+    return UserFactory(username="administrator", role=ADMINISTRATOR)
+
+
+@pytest.fixture
+def no_role_user(db):
+    return UserFactory(username="norole")
