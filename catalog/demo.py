@@ -774,15 +774,18 @@ def demo_users_seed() -> tuple[list[str], list[str]]:
 
 
 @transaction.atomic
-def demo_seed(*, users: bool) -> dict[str, Any]:
-    """Create or refresh the demo data set; idempotent. ``users`` creates the demo users
-    (callers pass settings.DEBUG). Raises DemoSeedError, with nothing written, if the import
-    refuses the generated catalog. Returns counts for the command's summary."""
+def demo_seed(*, users: bool, reset: bool = False) -> dict[str, Any]:
+    """Create the demo data set; idempotent. Demo products that exist are left as they are
+    (so edits made while trying the product survive `make run`), unless ``reset`` puts them
+    back to the demo values. ``users`` creates the demo users (callers pass settings.DEBUG).
+    Raises DemoSeedError, with nothing written, if the import refuses the generated catalog.
+    Returns counts for the command's summary."""
     attribute_definitions_seed()
     result = products_import(
         source=io.BytesIO(catalog_csv(catalog_products())),
         change_source=ChangeSource.DEMO,
         reference=DEMO_REFERENCE,
+        only_new=not reset,
     )
     if result.errors:
         raise DemoSeedError(result.errors)
@@ -792,6 +795,7 @@ def demo_seed(*, users: bool) -> dict[str, Any]:
         "created": result.created,
         "updated": result.updated,
         "unchanged": result.unchanged,
+        "skipped": result.skipped,
         "products": Product.objects.count(),
         "variants": Product.objects.filter(base__isnull=False).count(),
         "brands": Brand.objects.count(),

@@ -70,6 +70,7 @@ class ImportResult:
     created: int = 0
     updated: int = 0
     unchanged: int = 0
+    skipped: int = 0
     new_brands: list[str] = field(default_factory=list)
     new_categories: list[str] = field(default_factory=list)
     errors: list[RowError] = field(default_factory=list)
@@ -427,6 +428,7 @@ def _apply_chunk(
     change_source: str,
     reference: str,
     pending_bases: dict[str, str],
+    only_new: bool,
 ) -> None:
     existing = {
         product.sku: product
@@ -436,6 +438,9 @@ def _apply_chunk(
     histories: list[tuple[Product, str, dict]] = []
     for row in rows:
         product = existing.get(row["sku"])
+        if product is not None and only_new:
+            result.skipped += 1
+            continue
         before = fmt.product_values(product) if product else None
         changes = _diff(before, row, lookups)
         action = ProductChange.Action.CREATED if product is None else ProductChange.Action.UPDATED
@@ -529,9 +534,11 @@ def products_import(
     dry_run: bool = False,
     change_source: str = ChangeSource.IMPORT,
     reference: str = "",
+    only_new: bool = False,
 ) -> ImportResult:
     """Import a products CSV (docs/catalog.md). Nothing is written if any row is bad or on a
-    dry run; re-importing the same file changes nothing. ``source`` is a seekable binary file."""
+    dry run; re-importing the same file changes nothing. ``source`` is a seekable binary file.
+    With ``only_new``, rows whose SKU exists are skipped (counted in ``skipped``), not updated."""
     result = ImportResult(dry_run=dry_run)
     header, found = _validate(source, result)
     if header is None or result.errors:
@@ -553,6 +560,7 @@ def products_import(
                     change_source=change_source,
                     reference=reference,
                     pending_bases=pending_bases,
+                    only_new=only_new,
                 )
             if not dry_run:
                 _apply_bases(pending_bases)

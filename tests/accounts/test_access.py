@@ -110,3 +110,10 @@ def test_user_without_role_can_still_log_out(client, no_role_user):
     response = client.post("/admin/logout/")
     assert response.status_code == 200
     assert "_auth_user_id" not in client.session
+
+
+@pytest.mark.django_db
+def test_health_check_is_exempt_from_the_https_redirect(client, settings):
+    settings.SECURE_SSL_REDIRECT = True
+    assert client.get("/healthz/").status_code == 200
+    assert client.get("/").status_code == 301

@@ -190,3 +190,44 @@ def test_brand_filter_and_search(client, marketer):
     assert [p.sku for p in response.context["cl"].result_list] == ["MK-1"]
     response = client.get("/admin/catalog/product/?q=OT-")
     assert [p.sku for p in response.context["cl"].result_list] == ["OT-1"]
+
+
+def test_deleting_a_product_keeps_its_history(client, administrator):
+    client.force_login(administrator)
+    product = ProductFactory(sku="DEL-1", unit_price=Decimal("2.50"))
+    response = client.post(f"/admin/catalog/product/{product.pk}/delete/", {"post": "yes"})
+    assert response.status_code == 302
+    assert not Product.objects.filter(sku="DEL-1").exists()
+    change = ProductChange.objects.get(sku="DEL-1")
+    assert (change.product_id, change.action, change.actor_id) == (None, "deleted", administrator.pk)
+    assert change.changes["unit_price"] == ["2.50", None]
+    listing = client.get("/admin/catalog/productchange/").content.decode()
+    assert "DEL-1 (deleted)" in listing
+
+
+def test_base_with_variants_cannot_be_deleted(client, administrator):
+    client.force_login(administrator)
+    base = ProductFactory()
+    ProductFactory(base=base)
+    response = client.post(f"/admin/catalog/product/{base.pk}/delete/", {"post": "yes"})
+    assert response.status_code == 200  # Django's "protected related objects" page
+    assert Product.objects.count() == 2
+    assert ProductChange.objects.count() == 0
+
+
+def test_moving_a_category_below_its_child_is_a_form_error(client, specialist):
+    client.force_login(specialist)
+    tools = category_save(category=Category(name="Tools"))
+    power = category_save(category=Category(name="Power", parent=tools))
+    response = client.post(f"/admin/catalog/category/{tools.pk}/change/", {"name": "Tools", "parent": power.pk})
+    assert response.status_code == 200
+    assert "A category cannot be placed below itself or its own sub-categories." in response.content.decode()
+    tools.refresh_from_db()
+    assert tools.parent_id is None
+
+
+def test_export_with_an_unknown_filter_goes_back_to_the_list(client, marketer):
+    client.force_login(marketer)
+    response = client.get("/admin/catalog/product/export/?nonsense__field=1")
+    assert response.status_code == 302
+    assert response["Location"] == "/admin/catalog/product/?e=1"

@@ -55,7 +55,7 @@ def test_seed_demo_without_debug_builds_the_catalog_but_no_users(settings):
     assert "Demo users skipped: DEBUG is off" in output
     assert "Log in" not in output
 
-    assert f"Demo catalog ({PRODUCTS} products): {PRODUCTS} created, 0 updated, 0 unchanged." in output
+    assert f"Demo catalog ({PRODUCTS} products): {PRODUCTS} created, 0 updated, 0 unchanged, 0 already there" in output
     assert Product.objects.count() == PRODUCTS
     assert Product.objects.filter(base__isnull=False).count() == VARIANTS
     assert sorted(Brand.objects.values_list("name", flat=True)) == sorted(BRANDS)
@@ -114,8 +114,8 @@ def test_seed_demo_twice_gives_the_same_counts_and_changes_nothing():
 
     second = demo_seed(users=True)
 
-    assert (first["created"], first["updated"], first["unchanged"]) == (PRODUCTS, 0, 0)
-    assert (second["created"], second["updated"], second["unchanged"]) == (0, 0, PRODUCTS)
+    assert (first["created"], first["updated"], first["unchanged"], first["skipped"]) == (PRODUCTS, 0, 0, 0)
+    assert (second["created"], second["updated"], second["unchanged"], second["skipped"]) == (0, 0, 0, PRODUCTS)
     counts = ("products", "variants", "brands", "categories", "attribute_definitions")
     assert {key: second[key] for key in counts} == {key: first[key] for key in counts}
     assert {key: first[key] for key in counts} == {
@@ -177,3 +177,19 @@ def test_a_refused_catalog_raises_and_writes_nothing(settings, monkeypatch):
     assert Product.objects.count() == 0
     assert AttributeDefinition.objects.count() == 0
     assert User.objects.count() == 0
+
+
+@pytest.mark.django_db
+def test_seed_demo_keeps_edits_unless_reset():
+    demo_seed(users=False)
+    product = Product.objects.order_by("sku").first()
+    original_name = product.name
+    Product.objects.filter(pk=product.pk).update(name="Edited while trying the demo")
+
+    again = demo_seed(users=False)
+    assert (again["created"], again["updated"], again["skipped"]) == (0, 0, PRODUCTS)
+    assert Product.objects.get(pk=product.pk).name == "Edited while trying the demo"
+
+    reset = demo_seed(users=False, reset=True)
+    assert (reset["created"], reset["updated"], reset["unchanged"], reset["skipped"]) == (0, 1, PRODUCTS - 1, 0)
+    assert Product.objects.get(pk=product.pk).name == original_name

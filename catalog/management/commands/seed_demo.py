@@ -10,12 +10,16 @@ class Command(BaseCommand):
     help = (
         "Create the demo data set: a wholesaler's catalog (through the products import, so it is "
         "validated and in the change history) and, with DEBUG on, one demo user per role. "
-        "Idempotent: running it again changes nothing."
+        "Idempotent: running it again changes nothing; demo products you edited keep your edits "
+        "unless --reset is given."
     )
 
-    def handle(self, *args, **options):
+    def add_arguments(self, parser):
+        parser.add_argument("--reset", action="store_true", help="Put demo products back to their demo values.")
+
+    def handle(self, *args, reset: bool = False, **options):
         try:
-            counts = demo_seed(users=settings.DEBUG)
+            counts = demo_seed(users=settings.DEBUG, reset=reset)
         except DemoSeedError as exc:
             shown = "\n".join(str(error) for error in exc.errors[:SHOWN_ERRORS])
             more = len(exc.errors) - SHOWN_ERRORS
@@ -25,7 +29,8 @@ class Command(BaseCommand):
             ) from None
         self.stdout.write(
             f"Demo catalog ({counts['rows']} products): {counts['created']} created, "
-            f"{counts['updated']} updated, {counts['unchanged']} unchanged."
+            f"{counts['updated']} updated, {counts['unchanged']} unchanged, "
+            f"{counts['skipped']} already there (kept as they are; --reset restores them)."
         )
         self.stdout.write(
             f"Catalog now holds {counts['products']} products ({counts['variants']} pack variants), "
