@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from functools import wraps
 
+from django.conf import settings
 from django.contrib.auth.views import redirect_to_login
 from django.core.exceptions import PermissionDenied
 
@@ -26,3 +27,22 @@ def role_required(*roles: str):
         return wrapper
 
     return decorator
+
+
+def client_ip(request) -> str | None:
+    """The client's address for the login lockout (django-axes' AXES_CLIENT_IP_CALLABLE).
+
+    Written here because django-ipware's proxy-count mode only accepts a header with exactly
+    N+1 entries and otherwise gives no address at all, which lets a client that adds its own
+    X-Forwarded-For entries pick a new address per attempt. The rule here: behind N trusted
+    proxies that each append the address they saw, the N-th entry from the right is the one
+    our outermost proxy saw; anything to its left was written by the client and is ignored.
+    """
+    remote = request.META.get("REMOTE_ADDR")
+    count = settings.TRUSTED_PROXY_COUNT
+    if not count:
+        return remote
+    entries = [entry.strip() for entry in request.META.get("HTTP_X_FORWARDED_FOR", "").split(",") if entry.strip()]
+    if len(entries) < count:
+        return remote
+    return entries[-count]

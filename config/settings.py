@@ -126,15 +126,11 @@ AXES_COOLOFF_TIME = timedelta(minutes=env_int("AXES_COOLOFF_MINUTES", 15, minimu
 AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
 AXES_RESET_ON_SUCCESS = True
 AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
-# Behind N trusted proxies the client address is the N-th entry from the right of
-# X-Forwarded-For (django-ipware); with none, only REMOTE_ADDR counts, so a client cannot
-# pick its own address by sending the header.
+# Behind N trusted proxies that each append to X-Forwarded-For, the client address is the
+# N-th entry from the right; with none, only REMOTE_ADDR counts, so a client cannot choose
+# its own address by sending the header (see config.access.client_ip).
 TRUSTED_PROXY_COUNT = env_int("TRUSTED_PROXY_COUNT", 0, minimum=0)
-if TRUSTED_PROXY_COUNT:
-    AXES_IPWARE_PROXY_COUNT = TRUSTED_PROXY_COUNT
-    AXES_IPWARE_META_PRECEDENCE_ORDER = ("HTTP_X_FORWARDED_FOR", "REMOTE_ADDR")
-else:
-    AXES_IPWARE_META_PRECEDENCE_ORDER = ("REMOTE_ADDR",)
+AXES_CLIENT_IP_CALLABLE = "config.access.client_ip"
 AXES_VERBOSE = False
 
 # --- Security ---------------------------------------------------------------------------------

@@ -69,3 +69,38 @@ def test_session_expiry_slides_with_activity(client, specialist):
     Session.objects.update(expire_date=timezone.now() + timedelta(seconds=60))
     assert client.get("/").status_code == 200
     assert Session.objects.get().expire_date > timezone.now() + timedelta(seconds=settings.SESSION_COOKIE_AGE - 5)
+
+
+@pytest.mark.parametrize(
+    ("proxies", "forwarded", "remote", "expected"),
+    [
+        (0, "6.6.6.6", "10.0.0.1", "10.0.0.1"),  # no trusted proxy: the header is ignored
+        (1, "6.6.6.6, 203.0.113.7", "10.0.0.1", "203.0.113.7"),  # client-written entry ignored
+        (1, "203.0.113.7", "10.0.0.1", "203.0.113.7"),
+        (2, "6.6.6.6, 203.0.113.7, 10.0.0.9", "10.0.0.1", "203.0.113.7"),
+        (2, "203.0.113.7", "10.0.0.1", "10.0.0.1"),  # fewer entries than proxies: the connection
+        (1, "", "10.0.0.1", "10.0.0.1"),
+    ],
+)
+def test_client_ip_behind_trusted_proxies(rf, settings, proxies, forwarded, remote, expected):
+    from config.access import client_ip
+
+    settings.TRUSTED_PROXY_COUNT = proxies
+    request = rf.get("/", HTTP_X_FORWARDED_FOR=forwarded, REMOTE_ADDR=remote)
+    assert client_ip(request) == expected
+
+
+def test_spoofed_forwarded_for_does_not_escape_the_lockout(client, specialist, settings):
+    settings.TRUSTED_PROXY_COUNT = 1
+
+    def attempt(spoofed, password="wrong"):
+        return client.post(
+            "/admin/login/?next=/",
+            {"username": "specialist", "password": password},
+            HTTP_X_FORWARDED_FOR=f"{spoofed}, 203.0.113.7",
+            REMOTE_ADDR="10.0.0.1",
+        )
+
+    for i in range(settings.AXES_FAILURE_LIMIT):
+        attempt(f"6.6.6.{i}")
+    assert attempt("6.6.6.99", "correct-horse-battery").status_code == 429

@@ -75,7 +75,7 @@ def test_defaults(monkeypatch):
     assert values["CELERY_TASK_ALWAYS_EAGER"] is True
     assert values["SECURE_SSL_REDIRECT"] is True
     assert values["SECURE_REDIRECT_EXEMPT"] == [r"^healthz/$"]
-    assert values["AXES_IPWARE_META_PRECEDENCE_ORDER"] == ("REMOTE_ADDR",)
+    assert values["TRUSTED_PROXY_COUNT"] == 0
     assert values["CACHES"]["default"]["BACKEND"] == "django.core.cache.backends.locmem.LocMemCache"
     assert values["SESSION_COOKIE_SECURE"] is True
     assert values["SECURE_HSTS_SECONDS"] == 31536000
