@@ -1,0 +1,1 @@
+"""The mining engine: pure Python/NumPy/SciPy, no Django import (see engine.py)."""
