@@ -14,9 +14,11 @@ accounts, order history) must follow the same rule and use streams of their own.
 from __future__ import annotations
 
 import csv
+import datetime
 import io
 import itertools
 import random
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
@@ -757,15 +759,173 @@ def demo_users_seed() -> tuple[list[str], list[str]]:
 
 
 # --------------------------------------------------------------------------------------------
-# Customer accounts and order history: the next issue (`seed_demo --orders N`) goes here.
+# Customer accounts and order history (`seed_demo --orders N`)
 #
-# Plan: `accounts_rows(seed)` builds B2B customer accounts (segments, brand preferences) and
-# `order_rows(products, accounts, n, seed)` a deterministic order history with known
-# co-purchase patterns between product lines (e.g. DRL -> BIT, FWS -> FWP, DET -> MFC,
-# GDS -> DIS), each from its own random.Random(f"{seed}:orders"), so the catalog above does
-# not change. Both are written through their import services (the orders CSV of DESIGN.md,
-# change source "demo"), and demo_seed() gains an `orders: int = 0` keyword.
+# Pure functions of the seed and the catalog above, each with a random stream of its own, so
+# that the catalog does not change when these do. Orders are baskets of a customer's segment,
+# with popular products (a power law within each line), some store-wide bestsellers as noise,
+# and PLANTED complementary pairs: for a few anchor products of a line, one specific product
+# of the partner line is bought along in most orders (drill -> matching bits and batteries,
+# gloves -> goggles, ...). The planted pairs are what a good ranking must find.
 # --------------------------------------------------------------------------------------------
+
+ORDERS_DEFAULT = 50_000
+ACCOUNTS = 300
+HISTORY_DAYS = 730
+# The newest demo order; fixed so that the history is the same on every run.
+HISTORY_END = datetime.datetime(2026, 11, 1, 18, 0, tzinfo=datetime.UTC)
+
+SEGMENTS: dict[str, tuple[str, ...]] = {
+    "construction": (
+        "DRL", "DRH", "IMP", "AGR", "JIG", "BAT", "CHG", "HAM", "SCD", "PLR", "WRN", "TAP", "LEV", "BIT", "SBL",
+        "CUT", "FWS", "FDW", "FWP", "FNL", "FHB", "FHN", "FWA", "GWK", "EYE", "EAR", "EMF", "MSK", "HVV", "WTR",
+        "BOT", "FAK",
+    ),
+    "manufacturing": (
+        "FMS", "FHB", "FHN", "FWA", "AGR", "CUT", "WRN", "PLR", "SCD", "GWK", "GDS", "EYE", "EAR", "MSK", "BOT",
+        "WTR", "FAK", "BAG", "MFC",
+    ),
+    "facility_services": (
+        "DET", "DIS", "PTW", "PRL", "TPR", "BAG", "MFC", "MOP", "BRM", "GDS", "GWK", "HVV", "FAK",
+    ),
+    "office_services": (
+        "CPY", "NBK", "PEN", "MRK", "BND", "FLD", "LBL", "STP", "STA", "TPR", "PTW", "DET", "BAG",
+    ),
+}  # fmt: skip
+INDUSTRIES = {
+    "construction": ("General contractor", "Carpentry", "Electrical installation", "Plumbing", "Drywall"),
+    "manufacturing": ("Metalworking", "Machine building", "Automotive supplier", "Plastics"),
+    "facility_services": ("Cleaning company", "Hospital", "Hotel", "School"),
+    "office_services": ("Accountancy", "Law firm", "Municipality", "Insurance"),
+}
+SEGMENT_BRANDS = {
+    "construction": TOOL_BRANDS + FASTENER_BRANDS + SAFETY_BRANDS,
+    "manufacturing": FASTENER_BRANDS + SAFETY_BRANDS + TOOL_BRANDS,
+    "facility_services": CLEANING_BRANDS + SAFETY_BRANDS,
+    "office_services": OFFICE_BRANDS + CLEANING_BRANDS,
+}
+NAME_PARTS = (
+    ("Van Dijk", "Bakker", "Jansen", "Visser", "Smit", "Meijer", "De Boer", "Mulder", "Bos", "Vos", "Peters",
+     "Hendriks", "Dekker", "Brouwer", "Kok", "Berg", "Schouten", "Hoekstra", "Maas", "Verhoeven"),
+    ("Bouw", "Techniek", "Installaties", "Services", "Groep", "Facilitair", "Metaal", "Onderhoud", "Kantoor",
+     "Projecten"),
+)  # fmt: skip
+# line -> partner line: anchors of the first are bought with one product of the second.
+PLANTED_LINES = (
+    ("DRL", "BIT"), ("DRL", "BAT"), ("IMP", "BAT"), ("AGR", "CUT"), ("JIG", "SBL"), ("FWS", "FWP"),
+    ("FHB", "FHN"), ("FHN", "FWA"), ("GWK", "EYE"), ("GDS", "DIS"), ("DET", "MFC"), ("CPY", "STP"),
+    ("MOP", "DET"), ("BND", "LBL"),
+)  # fmt: skip
+ANCHORS_PER_LINE = 4
+PLANTED_PROBABILITY = 0.6
+BESTSELLERS = 8  # products bought everywhere, in any basket: the noise a ranking must see through
+BESTSELLER_PROBABILITY = 0.3
+
+
+@dataclass(frozen=True)
+class DemoAccount:
+    external_id: str
+    name: str
+    segment: str
+    industry: str
+    brand_mode: str
+    preferred_brands: tuple[str, ...]
+    excluded_brands: tuple[str, ...]
+
+
+def demo_accounts(*, seed: int = SEED, count: int = ACCOUNTS) -> list[DemoAccount]:
+    rng = random.Random(f"{seed}:accounts")
+    segments = sorted(SEGMENTS)
+    accounts = []
+    for number in range(1, count + 1):
+        segment = rng.choice(segments)
+        brands = SEGMENT_BRANDS[segment]
+        preferred = tuple(sorted(rng.sample(brands, rng.randint(0, 3))))
+        others = [brand for brand in BRANDS if brand not in preferred]
+        excluded = tuple(sorted(rng.sample(others, 1))) if rng.random() < 0.15 else ()
+        accounts.append(
+            DemoAccount(
+                external_id=f"C{number:04d}",
+                name=f"{rng.choice(NAME_PARTS[0])} {rng.choice(NAME_PARTS[1])} {rng.choice(('BV', 'NV', 'GmbH'))}",
+                segment=segment,
+                industry=rng.choice(INDUSTRIES[segment]),
+                brand_mode="only" if preferred and rng.random() < 0.2 else "prefer",
+                preferred_brands=preferred,
+                excluded_brands=excluded,
+            )
+        )
+    return accounts
+
+
+def _orderable(products: list[DemoProduct], *, recommendable: bool = False) -> dict[str, list[DemoProduct]]:
+    """Active products by line, in catalog order (optionally only those not excluded from
+    recommendations)."""
+    by_line: dict[str, list[DemoProduct]] = {}
+    for product in products:
+        if product.status == ProductStatus.ACTIVE and not (recommendable and product.exclude_from_recommendations):
+            by_line.setdefault(product.line, []).append(product)
+    return by_line
+
+
+def planted_pairs(products: list[DemoProduct], *, seed: int = SEED) -> list[tuple[str, str]]:
+    """The (anchor SKU, partner SKU) pairs planted in the order history."""
+    rng = random.Random(f"{seed}:planted")
+    by_line = _orderable(products, recommendable=True)
+    pairs = []
+    for line, partner_line in PLANTED_LINES:
+        anchors = by_line[line][:ANCHORS_PER_LINE]  # the most popular ones (rank 1..4 of the power law)
+        for anchor in anchors:
+            pairs.append((anchor.sku, rng.choice(by_line[partner_line][:12]).sku))
+    return pairs
+
+
+def order_rows(
+    products: list[DemoProduct], accounts: list[DemoAccount], *, orders: int, seed: int = SEED
+) -> Iterator[list[str]]:
+    """Rows of the orders CSV (orders/ import format), deterministic for the seed."""
+    rng = random.Random(f"{seed}:orders")
+    by_line = _orderable(products)
+    partners: dict[str, list[str]] = {}
+    for anchor, partner in planted_pairs(products, seed=seed):
+        partners.setdefault(anchor, []).append(partner)
+    price = {product.sku: product.unit_price for product in products}
+    # Popularity within a line follows a power law over the catalog order.
+    weights = {line: [1.0 / (rank + 1) ** 1.1 for rank in range(len(items))] for line, items in by_line.items()}
+    everyone = [product.sku for items in by_line.values() for product in items]
+    bestsellers = rng.sample(everyone, BESTSELLERS)
+    activity = [rng.paretovariate(1.2) for _ in accounts]
+    for number in range(1, orders + 1):
+        account = rng.choices(accounts, weights=activity)[0]
+        lines = [line for line in SEGMENTS[account.segment] if line in by_line]
+        size = min(1 + int(rng.expovariate(1 / 2.5)), 25)
+        basket: dict[str, None] = {}
+        for _ in range(size):
+            line = rng.choice(lines)
+            sku = rng.choices(by_line[line], weights=weights[line])[0].sku
+            basket[sku] = None
+            for partner in partners.get(sku, ()):
+                if rng.random() < PLANTED_PROBABILITY:
+                    basket[partner] = None
+        if rng.random() < BESTSELLER_PROBABILITY:
+            basket[rng.choice(bestsellers)] = None
+        ordered_at = HISTORY_END - datetime.timedelta(seconds=rng.randrange(HISTORY_DAYS * 86400))
+        for sku in basket:
+            yield [
+                f"D{number:07d}",
+                account.external_id,
+                ordered_at.isoformat(),
+                sku,
+                str(rng.choice((1, 1, 2, 3, 5, 10, 20))),
+                format(price[sku], "f"),
+            ]
+
+
+def orders_csv(products: list[DemoProduct], accounts: list[DemoAccount], *, orders: int, seed: int = SEED) -> bytes:
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(["order_id", "account_id", "ordered_at", "sku", "quantity", "unit_price"])
+    writer.writerows(order_rows(products, accounts, orders=orders, seed=seed))
+    return out.getvalue().encode("utf-8")
 
 
 # --------------------------------------------------------------------------------------------
