@@ -209,8 +209,10 @@ class Databases:
                 connection.execute(statement)
 
     def _admin_conninfo(self) -> str:
+        """The database the URL names (``postgres`` if none) to run CREATE/DROP DATABASE from."""
         parts = urlsplit(self.server_url)
-        return urlunsplit(parts._replace(scheme="postgresql", path="/postgres"))
+        path = parts.path if parts.path.strip("/") else "/postgres"
+        return urlunsplit(parts._replace(scheme="postgresql", path=path))
 
     def create(self, name: str, template: str | None = None) -> str:
         """A new empty database (or a copy of ``template``); returns its URL."""
@@ -277,10 +279,11 @@ def setup_django() -> None:
     django.setup()
     from django.conf import settings
 
-    # DEBUG keeps the SQL of the last 9000 queries in memory (connection.queries_log); with
-    # 500-row upserts that is tens of MB that production (DEBUG off) never holds, and it would
-    # make peak RSS grow with the number of rows. The benchmark measures the import, not that.
-    if os.environ.get("BENCH_KEEP_DEBUG_QUERIES") != "1":
+    # DEBUG (on by default here, for the settings' development defaults) also keeps the SQL of
+    # the last 9000 queries in memory (connection.queries_log): with multi-row upserts that is
+    # tens of MB that production (DEBUG off) never holds, and it makes peak RSS grow with the
+    # number of rows. So query logging is off unless --debug-queries asks for it.
+    if os.environ.get("BENCH_DEBUG_QUERIES") != "1":
         settings.DEBUG = False
 
 
@@ -586,11 +589,13 @@ def run(rows: int, database_url: str | None, output: Path, profile_dir: Path | N
         "changed_rows": changed_rows,
         "csv_bytes": csv_bytes,
         "csv_mb": round(csv_mb, 2),
+        "git_commit": git_commit(),
         "python": platform.python_version(),
         "cpu_count": os.cpu_count(),
         "load_average_before": round(load_before[0], 2),
         "load_average_after": round(os.getloadavg()[0], 2),
         "profiled": profile_dir is not None,
+        "debug_query_log": os.environ.get("BENCH_DEBUG_QUERIES") == "1",
         "scenarios": scenarios,
         "memory_flatness": flatness,
         "small_import": small,
@@ -603,6 +608,17 @@ def run(rows: int, database_url: str | None, output: Path, profile_dir: Path | N
     output.write_text(json.dumps(summary, indent=2, ensure_ascii=False) + "\n")
     print(f"\nWritten to {output}")
     return summary
+
+
+def git_commit() -> str | None:
+    """The commit measured (catalog/ changes not yet committed are not part of it)."""
+    try:
+        completed = subprocess.run(
+            ["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=False
+        )
+    except OSError:
+        return None
+    return completed.stdout.strip() or None
 
 
 def print_summary(summary: dict) -> None:
@@ -646,6 +662,11 @@ def main(argv: list[str] | None = None) -> None:
         help="run each measured step under cProfile and write DIR/import_products_<scenario>.prof "
         "(the times are then inflated; for finding bottlenecks, not for figures)",
     )
+    parser.add_argument(
+        "--debug-queries",
+        action="store_true",
+        help="keep Django's DEBUG query log on in the measured processes (costs memory and time)",
+    )
     parser.add_argument("--child", choices=sorted(CHILD_STEPS), help=argparse.SUPPRESS)
     parser.add_argument("--result", help=argparse.SUPPRESS)
     parser.add_argument("--child-options", default="{}", help=argparse.SUPPRESS)
@@ -655,6 +676,8 @@ def main(argv: list[str] | None = None) -> None:
         return
     if args.rows < 10:
         parser.error("--rows must be at least 10")
+    if args.debug_queries:
+        os.environ["BENCH_DEBUG_QUERIES"] = "1"  # inherited by the children
     run(args.rows, args.database_url, args.output, args.profile)
 
 
