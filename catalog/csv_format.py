@@ -76,9 +76,12 @@ def parse_pack_quantity(value: str) -> int:
     return number
 
 
+STATUSES = frozenset(ProductStatus.values)
+
+
 def parse_status(value: str) -> str:
     status = value.strip().lower()
-    if status not in ProductStatus.values:
+    if status not in STATUSES:
         raise CellError(f"status {value!r} is unknown (use one of: {', '.join(ProductStatus.values)})")
     return status
 
