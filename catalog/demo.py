@@ -933,22 +933,53 @@ def orders_csv(products: list[DemoProduct], accounts: list[DemoAccount], *, orde
 # --------------------------------------------------------------------------------------------
 
 
-@transaction.atomic
-def demo_seed(*, users: bool, reset: bool = False) -> dict[str, Any]:
+def demo_seed(*, users: bool, reset: bool = False, orders: int = 0, mine: bool = True) -> dict[str, Any]:
     """Create the demo data set; idempotent. Demo products that exist are left as they are
     (so edits made while trying the product survive `make run`), unless ``reset`` puts them
     back to the demo values. ``users`` creates the demo users (callers pass settings.DEBUG).
-    Raises DemoSeedError, with nothing written, if the import refuses the generated catalog.
+    ``orders`` > 0 adds the customer accounts and that many orders (orders already imported
+    are left alone), then, with ``mine``, runs one mining so the review queue is full.
+    Raises DemoSeedError, with nothing written, if an import refuses the generated data.
     Returns counts for the command's summary."""
+    counts = _seed_data(users=users, reset=reset, orders=orders)
+    counts["run"] = None
+    if orders and mine:
+        from merchandising.models import MiningRun
+        from merchandising.services import suggestions_recompute
+
+        run = suggestions_recompute(trigger=MiningRun.Trigger.DEMO)
+        counts["run"] = run
+        counts["planted_recall"] = planted_recall(catalog_products())
+    return counts
+
+
+@transaction.atomic
+def _seed_data(*, users: bool, reset: bool, orders: int) -> dict[str, Any]:
     attribute_definitions_seed()
+    products = catalog_products()
     result = products_import(
-        source=io.BytesIO(catalog_csv(catalog_products())),
+        source=io.BytesIO(catalog_csv(products)),
         change_source=ChangeSource.DEMO,
         reference=DEMO_REFERENCE,
         only_new=not reset,
     )
     if result.errors:
         raise DemoSeedError(result.errors)
+    history: dict[str, Any] = {"accounts": 0, "orders_created": 0, "order_lines": 0}
+    if orders:
+        from accounts.services import customer_accounts_upsert
+        from orders.imports import orders_import
+
+        accounts = demo_accounts()
+        customer_accounts_upsert(accounts=[account.__dict__ for account in accounts])
+        imported = orders_import(source=io.BytesIO(orders_csv(products, accounts, orders=orders)))
+        if imported.errors:
+            raise DemoSeedError(list(imported.errors))
+        history = {
+            "accounts": len(accounts),
+            "orders_created": imported.orders_created,
+            "order_lines": imported.lines_created,
+        }
     users_created, users_existing = demo_users_seed() if users else ([], [])
     return {
         "rows": result.rows,
@@ -964,4 +995,24 @@ def demo_seed(*, users: bool, reset: bool = False) -> dict[str, Any]:
         "users_created": users_created,
         "users_existing": users_existing,
         "users_skipped": not users,
+        **history,
     }
+
+
+def planted_recall(products: list[DemoProduct], *, k: int = 10) -> dict[str, Any]:
+    """Share of the planted pairs whose partner is among the anchor's top ``k`` suggestions."""
+    from merchandising.models import Suggestion
+
+    pairs = planted_pairs(products)
+    anchors = {anchor for anchor, _partner in pairs}
+    top: dict[str, list[str]] = {}
+    for source, target in (
+        Suggestion.objects.filter(source__sku__in=anchors, stale=False)
+        .order_by("source__sku", "-score", "target__sku")
+        .values_list("source__sku", "target__sku")
+    ):
+        top.setdefault(source, [])
+        if len(top[source]) < k:
+            top[source].append(target)
+    found = sum(1 for anchor, partner in pairs if partner in top.get(anchor, ()))
+    return {"pairs": len(pairs), "found": found, "recall": round(found / len(pairs), 3) if pairs else 0.0}

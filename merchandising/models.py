@@ -56,6 +56,9 @@ class MiningRun(models.Model):
     progress = models.PositiveSmallIntegerField(default=0, help_text="Percent done.")
     created_at = models.DateTimeField(auto_now_add=True)
     started_at = models.DateTimeField(null=True, blank=True)
+    # Written with every progress update: a running run silent for longer than a task's hard
+    # time limit has lost its worker, and the single-flight claim may take its place.
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
     orders = models.PositiveIntegerField(default=0)
     lines = models.PositiveIntegerField(default=0)
@@ -114,7 +117,11 @@ class Suggestion(models.Model):
     """A mined directed pair source -> target with its latest metrics and its review state.
     A recompute updates the metrics; it never changes a human decision."""
 
-    source = models.ForeignKey("catalog.Product", on_delete=models.CASCADE, related_name="suggestions_from")
+    # A recompute rewrites every row, so each index costs on every run: source is served by the
+    # (source, target) and (source, -score) indexes, and the run and user columns are not searched.
+    source = models.ForeignKey(
+        "catalog.Product", on_delete=models.CASCADE, related_name="suggestions_from", db_index=False
+    )
     target = models.ForeignKey("catalog.Product", on_delete=models.CASCADE, related_name="suggestions_to")
     co_count = models.PositiveIntegerField()
     support = models.FloatField()
@@ -129,13 +136,13 @@ class Suggestion(models.Model):
     reject_reason = models.CharField(max_length=20, choices=RejectReason.choices, blank=True)
     reject_note = models.TextField(blank=True)
     decided_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+", db_index=False
     )
     decided_at = models.DateTimeField(null=True, blank=True)
     stale = models.BooleanField(default=False, help_text="No longer qualifies in the latest run.")
     stale_since = models.DateTimeField(null=True, blank=True)
-    first_run = models.ForeignKey(MiningRun, null=True, on_delete=models.SET_NULL, related_name="+")
-    last_run = models.ForeignKey(MiningRun, null=True, on_delete=models.SET_NULL, related_name="+")
+    first_run = models.ForeignKey(MiningRun, null=True, on_delete=models.SET_NULL, related_name="+", db_index=False)
+    last_run = models.ForeignKey(MiningRun, null=True, on_delete=models.SET_NULL, related_name="+", db_index=False)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

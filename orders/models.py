@@ -22,8 +22,10 @@ class Order(models.Model):
 class OrderLine(models.Model):
     """A product in an order; two lines with the same SKU in one order are merged on import."""
 
-    order = models.ForeignKey(Order, on_delete=models.CASCADE, related_name="lines")
-    product = models.ForeignKey("catalog.Product", on_delete=models.PROTECT, related_name="order_lines")
+    # No index of their own: the unique (order, product) index serves lookups by order and
+    # orders_line_product_idx those by product; two more indexes would only slow the import.
+    order = models.ForeignKey(Order, on_delete=models.CASCADE, related_name="lines", db_index=False)
+    product = models.ForeignKey("catalog.Product", on_delete=models.PROTECT, related_name="order_lines", db_index=False)
     quantity = models.PositiveIntegerField()
     unit_price = models.DecimalField(max_digits=12, decimal_places=4)
 

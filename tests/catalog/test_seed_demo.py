@@ -27,7 +27,7 @@ DEMO_USERS = {"specialist": PRODUCT_SPECIALIST, "marketing": MARKETING, "admin":
 def seed(settings, *, debug: bool) -> str:
     settings.DEBUG = debug
     out = StringIO()
-    call_command("seed_demo", stdout=out)
+    call_command("seed_demo", "--orders", "0", stdout=out)
     return out.getvalue()
 
 
@@ -193,3 +193,30 @@ def test_seed_demo_keeps_edits_unless_reset():
     reset = demo_seed(users=False, reset=True)
     assert (reset["created"], reset["updated"], reset["unchanged"], reset["skipped"]) == (0, 1, PRODUCTS - 1, 0)
     assert Product.objects.get(pk=product.pk).name == original_name
+
+
+@pytest.mark.django_db
+def test_seed_demo_with_orders_fills_the_review_queue_and_is_idempotent():
+    from accounts.models import CustomerAccount
+    from merchandising.models import MiningRun, Suggestion
+    from orders.models import Order, OrderLine
+
+    first = demo_seed(users=False, orders=1500)
+    assert (first["accounts"], first["orders_created"]) == (300, 1500)
+    assert CustomerAccount.objects.count() == 300
+    assert Order.objects.count() == 1500
+    assert OrderLine.objects.count() == first["order_lines"]
+    run = first["run"]
+    assert run.status == MiningRun.Status.SUCCEEDED
+    assert run.orders == 1500
+    suggestions = Suggestion.objects.count()
+    assert suggestions == run.suggestions_new > 0
+    assert Suggestion.objects.pending_review().count() == suggestions
+    assert first["planted_recall"]["pairs"] == 56
+
+    second = demo_seed(users=False, orders=1500)
+    assert (second["orders_created"], second["order_lines"]) == (0, 0)
+    assert second["run"].status == MiningRun.Status.SUCCEEDED
+    assert (second["run"].suggestions_new, second["run"].suggestions_unchanged) == (0, suggestions)
+    assert second["planted_recall"] == first["planted_recall"]
+    assert Order.objects.count() == 1500

@@ -1,7 +1,7 @@
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
-from catalog.demo import DEMO_PASSWORD, DEMO_USERS, DemoSeedError, demo_seed
+from catalog.demo import DEMO_PASSWORD, DEMO_USERS, ORDERS_DEFAULT, DemoSeedError, demo_seed
 
 SHOWN_ERRORS = 10
 
@@ -16,10 +16,19 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument("--reset", action="store_true", help="Put demo products back to their demo values.")
+        parser.add_argument(
+            "--orders",
+            type=int,
+            default=ORDERS_DEFAULT,
+            help=f"Orders in the demo history (default {ORDERS_DEFAULT}; 0 for the catalog only).",
+        )
+        parser.add_argument("--no-mining", action="store_true", help="Do not run a mining after loading orders.")
 
-    def handle(self, *args, reset: bool = False, **options):
+    def handle(self, *args, reset: bool = False, orders: int = ORDERS_DEFAULT, no_mining: bool = False, **options):
+        if orders < 0:
+            raise CommandError("--orders must be 0 or more.")
         try:
-            counts = demo_seed(users=settings.DEBUG, reset=reset)
+            counts = demo_seed(users=settings.DEBUG, reset=reset, orders=orders, mine=not no_mining)
         except DemoSeedError as exc:
             shown = "\n".join(str(error) for error in exc.errors[:SHOWN_ERRORS])
             more = len(exc.errors) - SHOWN_ERRORS
@@ -37,6 +46,23 @@ class Command(BaseCommand):
             f"{counts['brands']} brands, {counts['categories']} categories, "
             f"{counts['attribute_definitions']} attribute definitions."
         )
+        if orders:
+            self.stdout.write(
+                f"Order history: {counts['accounts']} customer accounts, {counts['orders_created']} orders created "
+                f"({counts['order_lines']} lines; orders already there are left alone)."
+            )
+        run = counts["run"]
+        if run is not None:
+            self.stdout.write(
+                f"Mining run #{run.pk} {run.status}: {run.suggestions_new} new, {run.suggestions_updated} updated, "
+                f"{run.suggestions_unchanged} unchanged, {run.suggestions_stale} stale suggestions."
+                + (f" Error: {run.error}" if run.error else "")
+            )
+            recall = counts["planted_recall"]
+            self.stdout.write(
+                f"Planted pairs found in the anchors' top 10: {recall['found']} of {recall['pairs']} "
+                f"(recall {recall['recall']:.3f})."
+            )
         if counts["users_skipped"]:
             self.stdout.write("Demo users skipped: DEBUG is off (their password is public).")
             return

@@ -1,0 +1,440 @@
+"""Recompute the suggestions from the order history: the one entry point of a mining run.
+
+The command, the Celery task (and so the schedule) and the admin button all end up in
+``suggestions_recompute``. Phases: claim (single flight), load the history and exclusions,
+mine (blocks in-process, or a Celery chord over workers), count the distinct accounts per
+pair, store everything in one transaction.
+"""
+
+from __future__ import annotations
+
+import datetime
+import io
+import logging
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+from django.conf import settings
+from django.core.cache import cache
+from django.db import connection, transaction
+from django.utils import timezone
+
+from merchandising.mining import Exclusions, PairResult, block_ranges, merge, mine_block, prepare
+from merchandising.models import MiningRun, Suggestion, SuggestionStatus
+from merchandising.selectors import ExclusionArrays, OrderHistory, exclusion_arrays, order_history_load
+from merchandising.services.runs import (
+    RunLost,
+    mining_options,
+    mining_run_create,
+    run_before,
+    run_claim,
+    run_fail,
+    run_progress,
+    run_progress_add,
+)
+
+logger = logging.getLogger(__name__)
+
+# Progress (percent) at the start of each phase; blocks fill MINING..ACCOUNTS.
+LOADING, MINING, ACCOUNTS, STORING, DONE = 2, 15, 80, 85, 100
+STORE_BATCH = 50_000  # pairs per upsert statement
+ACCOUNT_LOOKUPS_CHUNK = 4_000_000  # order lookups per chunk in pair_accounts
+METRIC_FIELDS = ("co_count", "support", "confidence", "lift", "jaccard", "decayed_co_count", "score", "accounts")
+ARRAY_FIELDS = ("source", "target", "co_count", "support", "confidence", "lift", "jaccard", "decayed_co_count", "score")
+
+
+def suggestions_recompute(
+    *,
+    run: MiningRun | None = None,
+    trigger: str | None = None,
+    actor=None,
+    overrides: dict[str, Any] | None = None,
+    before: datetime.date | None = None,
+    distribute: bool = False,
+    queue: str | None = None,
+) -> MiningRun:
+    """Mine the order history and store the suggestions; returns the run.
+
+    Without ``run`` a run is created (``trigger`` and ``actor`` recorded) from the stored
+    settings plus ``overrides`` (and ``before``: only orders before that date are mined); a
+    queued ``run`` carries its own. A run that cannot claim the single running slot comes
+    back SKIPPED; a failure comes back FAILED with its error, the suggestions untouched.
+    With ``distribute`` (the Celery task, when a broker is configured) the blocks go to the
+    workers as a chord on ``queue`` and the run comes back RUNNING; the chord's last task
+    stores the result.
+    """
+    if run is None:
+        if trigger is None:
+            raise TypeError("a new run needs a trigger (MiningRun.Trigger)")
+        run = mining_run_create(trigger=trigger, actor=actor, overrides=overrides, before=before)
+    elif overrides or before or actor:
+        raise ValueError("a queued run carries its own parameters; pass overrides only without a run")
+    if not run_claim(run=run):
+        return run
+    try:
+        run_progress(run=run, phase="loading history", progress=LOADING)
+        history = order_history_load(before=run_before(run), lookback_days=run.parameters["lookback_days"] or None)
+        exclusions = exclusion_arrays(product_ids=history.product_ids)
+        options = mining_options(run.parameters)
+        ranges = block_ranges(history.products, options.block_size) or [(0, 0)]
+        if distribute and len(ranges) > 1:
+            _dispatch(run=run, history=history, exclusions=exclusions, ranges=ranges, queue=queue)
+            return run
+        run_progress(run=run, phase="preparing", progress=MINING - 5)
+        prepared = prepare(history.order_idx, history.product_idx, history.line_age_days, history.products, options)
+        excluded = engine_exclusions(exclusions)
+        parts = []
+        for number, (start, stop) in enumerate(ranges, start=1):
+            parts.append(mine_block(prepared, start, stop, options, excluded))
+            run_progress(
+                run=run,
+                phase=f"mining block {number} of {len(ranges)}",
+                progress=MINING + (ACCOUNTS - MINING) * number // len(ranges),
+            )
+        del prepared
+        _finish(run=run, history=history, result=merge(parts))
+    except Exception as exc:  # noqa: BLE001 - any failure ends the run as FAILED, suggestions untouched
+        run_fail(run_id=run.pk, exc=exc)
+    run.refresh_from_db()
+    return run
+
+
+def engine_exclusions(exclusions: ExclusionArrays) -> Exclusions:
+    return Exclusions(
+        eligible=exclusions.eligible,
+        family=exclusions.family,
+        category=exclusions.category,
+        category_pairs=exclusions.category_pairs,
+    )
+
+
+def _finish(*, run: MiningRun, history: OrderHistory, result: PairResult) -> None:
+    """Accounts per pair, then the one transaction that stores the result and ends the run."""
+    run_progress(run=run, phase="counting accounts", progress=ACCOUNTS)
+    accounts = pair_accounts(history=history, result=result, max_basket_size=run.parameters["max_basket_size"] or None)
+    run_progress(run=run, phase="storing suggestions", progress=STORING)
+    suggestions_store(run=run, history=history, result=result, accounts=accounts)
+
+
+def pair_accounts(*, history: OrderHistory, result: PairResult, max_basket_size: int | None) -> np.ndarray:
+    """For every mined pair, the distinct customer accounts with an order containing both
+    (the orders that count for co_count, those within the basket cap), so accounts <= co_count.
+
+    Set-based, in NumPy/SciPy: for each pair, every order of its less-ordered product is looked
+    up in the other product's column of the orders x products matrix (a binary search within
+    the order's few lines); the orders found map to accounts, and the distinct (pair, account)
+    keys are counted. The work is the sum over pairs of the smaller side's order count, in
+    bounded chunks.
+    """
+    n_pairs = len(result.source)
+    out = np.zeros(n_pairs, dtype=np.int64)
+    if not n_pairs:
+        return out
+    by_order = sp.csr_matrix(
+        (np.ones(history.lines, dtype=np.int8), (history.order_idx, history.product_idx)),
+        shape=(history.orders, history.products),
+    )
+    by_order.sum_duplicates()
+    basket = np.diff(by_order.indptr)
+    keep = basket >= 2
+    if max_basket_size is not None:
+        keep &= basket <= max_basket_size
+    by_order = by_order[np.flatnonzero(keep)]
+    order_account = np.unique(history.order_accounts[keep], return_inverse=True)[1].astype(np.int64)
+    n_accounts = int(order_account.max()) + 1 if len(order_account) else 1
+    by_order.sort_indices()  # canonical format: lookups are binary searches within a row
+    by_product = by_order.T.tocsr()
+    orders_of = np.diff(by_product.indptr)
+
+    source = result.source.astype(np.int64)
+    target = result.target.astype(np.int64)
+    small = np.where(orders_of[source] <= orders_of[target], source, target)
+    other = np.where(orders_of[source] <= orders_of[target], target, source)
+    work = orders_of[small]
+    bounds = np.searchsorted(np.cumsum(work), np.arange(0, int(work.sum()) + 1, ACCOUNT_LOOKUPS_CHUNK), side="right")
+    edges = np.unique(np.concatenate([[0], bounds, [n_pairs]]))
+    for start, stop in zip(edges[:-1], edges[1:], strict=True):
+        counts = work[start:stop]
+        pair = np.repeat(np.arange(start, stop, dtype=np.int64), counts)
+        first = np.repeat(by_product.indptr[small[start:stop]], counts)
+        offset = np.arange(len(pair), dtype=np.int64) - np.repeat(np.cumsum(counts) - counts, counts)
+        orders = by_product.indices[first + offset].astype(np.int64)
+        both = np.asarray(by_order[orders, other[pair]]).ravel() > 0
+        distinct = np.unique(pair[both] * n_accounts + order_account[orders[both]])
+        out[start:stop] = np.bincount(distinct // n_accounts - start, minlength=stop - start)
+    return out
+
+
+STAGE = "merchandising_suggestion_stage"
+_METRIC_LIST = ", ".join(METRIC_FIELDS)
+_UNCHANGED = " AND ".join(f"s.{name} = t.{name}" for name in METRIC_FIELDS)
+COUNT_SQL = f"""
+    SELECT COUNT(*),
+           COALESCE(SUM(CASE WHEN s.id IS NULL THEN 1 ELSE 0 END), 0),
+           COALESCE(SUM(CASE WHEN s.id IS NOT NULL AND s.stale = %s AND {_UNCHANGED} THEN 1 ELSE 0 END), 0)
+    FROM {STAGE} t
+    LEFT JOIN merchandising_suggestion s ON s.source_id = t.source_id AND s.target_id = t.target_id
+"""
+# The upsert on the natural key. Its SET list is the whole contract of a recompute: metrics,
+# the previous co_count (the existing row's), the stale flag and the run; never status,
+# reject_reason, reject_note, decided_by, decided_at, first_run or created_at.
+UPSERT_SQL = f"""
+    INSERT INTO merchandising_suggestion (
+        source_id, target_id, {_METRIC_LIST}, previous_co_count, status, reject_reason, reject_note,
+        stale, stale_since, first_run_id, last_run_id, created_at, updated_at
+    )
+    SELECT source_id, target_id, {_METRIC_LIST}, NULL, %s, '', '', %s, NULL, %s, %s, %s, %s
+    FROM {STAGE} WHERE n >= %s AND n < %s
+    ON CONFLICT (source_id, target_id) DO UPDATE SET
+        {", ".join(f"{name} = excluded.{name}" for name in METRIC_FIELDS)},
+        previous_co_count = merchandising_suggestion.co_count,
+        stale = excluded.stale,
+        stale_since = NULL,
+        last_run_id = excluded.last_run_id,
+        updated_at = excluded.updated_at
+"""
+
+
+STAGE_TYPES = (
+    ("n", "integer", ">i4"),
+    ("source_id", "bigint", ">i8"),
+    ("target_id", "bigint", ">i8"),
+    ("co_count", "integer", ">i4"),
+    ("support", "double precision", ">f8"),
+    ("confidence", "double precision", ">f8"),
+    ("lift", "double precision", ">f8"),
+    ("jaccard", "double precision", ">f8"),
+    ("decayed_co_count", "double precision", ">f8"),
+    ("score", "double precision", ">f8"),
+    ("accounts", "integer", ">i4"),
+)
+PG_COPY_HEADER = b"PGCOPY\n\xff\r\n\x00" + bytes(8)  # signature, flags, no header extension
+PG_COPY_TRAILER = b"\xff\xff"
+
+
+def _stage_fill(cursor, columns: dict[str, np.ndarray]) -> None:
+    """The run's pairs into a temporary table: on PostgreSQL one binary COPY built by NumPy
+    (no Python object per pair), on SQLite executemany."""
+    names = ", ".join(name for name, _sql, _binary in STAGE_TYPES)
+    definition = ", ".join(f"{name} {sql}" for name, sql, _binary in STAGE_TYPES)
+    if connection.vendor == "postgresql":
+        cursor.execute(f"CREATE TEMPORARY TABLE {STAGE} ({definition}) ON COMMIT DROP")
+        layout = [("fields", ">i2")]
+        for name, _sql, binary in STAGE_TYPES:
+            layout += [(f"{name}_length", ">i4"), (name, binary)]
+        rows = np.empty(len(columns["n"]), dtype=layout)
+        rows["fields"] = len(STAGE_TYPES)
+        for name, _sql, binary in STAGE_TYPES:
+            rows[f"{name}_length"] = np.dtype(binary).itemsize
+            rows[name] = columns[name]
+        with cursor.cursor.copy(f"COPY {STAGE} ({names}) FROM STDIN (FORMAT BINARY)") as copy:
+            copy.write(PG_COPY_HEADER + rows.tobytes() + PG_COPY_TRAILER)
+    else:
+        cursor.execute(f"DROP TABLE IF EXISTS temp.{STAGE}")
+        cursor.execute(f"CREATE TEMPORARY TABLE {STAGE} ({definition})")
+        rows = zip(*(columns[name].tolist() for name, _sql, _binary in STAGE_TYPES), strict=True)
+        cursor.executemany(f"INSERT INTO {STAGE} ({names}) VALUES ({', '.join(['%s'] * len(STAGE_TYPES))})", rows)
+    cursor.execute(f"CREATE INDEX {STAGE}_n ON {STAGE} (n)")
+
+
+def suggestions_write_batch(cursor, *, run: MiningRun, now, start: int, stop: int) -> None:
+    """Upsert the staged pairs numbered [start, stop) (see UPSERT_SQL)."""
+    stamp = connection.ops.adapt_datetimefield_value(now)
+    cursor.execute(UPSERT_SQL, [SuggestionStatus.PENDING, False, run.pk, run.pk, stamp, stamp, start, stop])
+
+
+def suggestions_store(*, run: MiningRun, history: OrderHistory, result: PairResult, accounts: np.ndarray) -> None:
+    """Store a run's pairs and finish the run, all in one transaction.
+
+    New pairs arrive pending; existing pairs get the new metrics (previous_co_count keeps the
+    old co_count) and lose their stale flag; their review state is never written. Pairs this
+    run did not produce are flagged stale, whatever their status. A failure anywhere rolls
+    all of it back: the suggestions stay exactly as the previous run left them.
+
+    The pairs go through a temporary table and set-based SQL (one upsert per batch on the
+    natural key, one join for the counts) rather than model instances: at 200k pairs,
+    ``bulk_create(update_conflicts=True)`` spends over a minute preparing objects.
+    """
+    now = timezone.now()
+    n_pairs = len(result.source)
+    source_ids = history.product_ids[result.source] if n_pairs else np.zeros(0, dtype=np.int64)
+    target_ids = history.product_ids[result.target] if n_pairs else np.zeros(0, dtype=np.int64)
+    columns = {name: accounts if name == "accounts" else getattr(result, name) for name in METRIC_FIELDS}
+    columns.update(n=np.arange(n_pairs, dtype=np.int64), source_id=source_ids, target_id=target_ids)
+    with transaction.atomic(), connection.cursor() as cursor:
+        _stage_fill(cursor, columns)
+        cursor.execute(COUNT_SQL, [False])
+        total, new, unchanged = (int(value) for value in cursor.fetchone())
+        for start in range(0, n_pairs, STORE_BATCH):
+            suggestions_write_batch(cursor, run=run, now=now, start=start, stop=start + STORE_BATCH)
+        cursor.execute(f"DROP TABLE {STAGE}")
+        gone_stale = (
+            Suggestion.objects.filter(stale=False)
+            .exclude(last_run=run)
+            .update(stale=True, stale_since=now, updated_at=now)
+        )
+        finished = MiningRun.objects.filter(pk=run.pk, status=MiningRun.Status.RUNNING).update(
+            status=MiningRun.Status.SUCCEEDED,
+            phase="done",
+            progress=DONE,
+            heartbeat_at=now,
+            finished_at=now,
+            orders=result.n_orders,
+            lines=result.n_lines,
+            products=result.n_products,
+            pairs_scored=result.pairs_scored,
+            suggestions_new=new,
+            suggestions_updated=total - new - unchanged,
+            suggestions_unchanged=unchanged,
+            suggestions_stale=gone_stale,
+        )
+        if not finished:
+            raise RunLost(f"Run #{run.pk} was taken over while storing; its result is discarded.")
+
+
+# --- the distributed path: a Celery chord over workers -------------------------------------
+
+
+def _snapshot_key(run_id: int) -> str:
+    return f"merchandising:mining:run:{run_id}:input"
+
+
+def _snapshot_timeout() -> int:
+    return settings.CELERY_TASK_TIME_LIMIT * 2
+
+
+def _snapshot_save(*, run: MiningRun, history: OrderHistory, exclusions: ExclusionArrays) -> None:
+    """The run's input, as the coordinator loaded it, in the shared cache (Redis whenever a
+    broker is configured): every block works on exactly the same history, even if orders
+    are imported meanwhile, and the database is read once, not once per block."""
+    pairs = np.array(sorted(exclusions.category_pairs), dtype=np.int64).reshape(-1, 2)
+    buffer = io.BytesIO()
+    np.savez_compressed(
+        buffer,
+        order_idx=history.order_idx,
+        product_idx=history.product_idx,
+        order_age_days=history.order_age_days,
+        order_accounts=history.order_accounts,
+        product_ids=history.product_ids,
+        eligible=exclusions.eligible,
+        family=exclusions.family,
+        category=exclusions.category,
+        category_pairs=pairs,
+    )
+    cache.set(_snapshot_key(run.pk), buffer.getvalue(), timeout=_snapshot_timeout())
+
+
+def _snapshot_load(run_id: int) -> tuple[OrderHistory, ExclusionArrays]:
+    data = cache.get(_snapshot_key(run_id))
+    if data is None:
+        raise RuntimeError(f"the input of run #{run_id} is gone from the cache (expired or evicted)")
+    with np.load(io.BytesIO(data)) as arrays:
+        history = OrderHistory(
+            order_idx=arrays["order_idx"],
+            product_idx=arrays["product_idx"],
+            order_age_days=arrays["order_age_days"],
+            order_accounts=arrays["order_accounts"],
+            product_ids=arrays["product_ids"],
+            reference=None,
+        )
+        exclusions = ExclusionArrays(
+            eligible=arrays["eligible"],
+            family=arrays["family"],
+            category=arrays["category"],
+            category_pairs=frozenset((int(a), int(b)) for a, b in arrays["category_pairs"]),
+        )
+    return history, exclusions
+
+
+def _dispatch(
+    *,
+    run: MiningRun,
+    history: OrderHistory,
+    exclusions: ExclusionArrays,
+    ranges: list[tuple[int, int]],
+    queue: str | None,
+) -> None:
+    from celery import chord
+
+    from merchandising.tasks import mine_suggestions_block, store_suggestions
+
+    _snapshot_save(run=run, history=history, exclusions=exclusions)
+    run_progress(run=run, phase=f"mining {len(ranges)} blocks on the workers", progress=MINING)
+    options = {"queue": queue} if queue else {}
+    header = [mine_suggestions_block.si(run.pk, start, stop).set(**options) for start, stop in ranges]
+    chord(header)(store_suggestions.s(run.pk).set(**options))
+
+
+def _part_to_json(part: PairResult) -> dict[str, Any]:
+    data: dict[str, Any] = {name: getattr(part, name).tolist() for name in ARRAY_FIELDS}
+    data.update(
+        n_orders=part.n_orders,
+        n_products=part.n_products,
+        n_lines=part.n_lines,
+        pairs_scored=part.pairs_scored,
+        score_name=part.score_name,
+        sources=list(part.sources),
+    )
+    return data
+
+
+_JSON_DTYPES = {"source": np.int32, "target": np.int32, "co_count": np.int64}
+
+
+def _part_from_json(data: dict[str, Any], product_counts: np.ndarray) -> PairResult:
+    arrays = {name: np.array(data[name], dtype=_JSON_DTYPES.get(name, np.float64)) for name in ARRAY_FIELDS}
+    return PairResult(
+        **arrays,
+        n_orders=data["n_orders"],
+        n_products=data["n_products"],
+        n_lines=data["n_lines"],
+        pairs_scored=data["pairs_scored"],
+        product_counts=product_counts,
+        score_name=data["score_name"],
+        sources=tuple(data["sources"]),
+    )
+
+
+def _running(run_id: int) -> MiningRun | None:
+    return MiningRun.objects.filter(pk=run_id, status=MiningRun.Status.RUNNING).first()
+
+
+def mining_block_run(*, run_id: int, start: int, stop: int) -> dict[str, Any] | None:
+    """One block of a distributed run (a chord header task): prepare from the snapshot, mine
+    sources [start, stop), return the pairs as JSON lists. None if the run is not running."""
+    run = _running(run_id)
+    if run is None:
+        return None
+    try:
+        history, exclusions = _snapshot_load(run_id)
+        options = mining_options(run.parameters)
+        prepared = prepare(history.order_idx, history.product_idx, history.line_age_days, history.products, options)
+        part = mine_block(prepared, start, stop, options, engine_exclusions(exclusions))
+        blocks = len(block_ranges(history.products, options.block_size))
+        run_progress_add(run_id=run_id, step=(ACCOUNTS - MINING) // max(blocks, 1))
+        return _part_to_json(part)
+    except Exception as exc:
+        run_fail(run_id=run_id, exc=exc)
+        raise
+
+
+def mining_blocks_finish(*, run_id: int, parts: list[dict[str, Any] | None]) -> MiningRun | None:
+    """The chord's body: merge the blocks, count accounts, store; the run ends here."""
+    run = _running(run_id)
+    if run is None:
+        cache.delete(_snapshot_key(run_id))
+        return None
+    try:
+        if any(part is None for part in parts):
+            raise RuntimeError("a block came back empty")
+        shared_counts = np.zeros(0, dtype=np.int64)  # merge() compares them; blocks do not ship them
+        result = merge(_part_from_json(part, shared_counts) for part in parts)
+        history, _exclusions = _snapshot_load(run_id)
+        _finish(run=run, history=history, result=result)
+    except Exception as exc:  # noqa: BLE001 - any failure ends the run as FAILED, suggestions untouched
+        run_fail(run_id=run_id, exc=exc)
+    finally:
+        cache.delete(_snapshot_key(run_id))
+    run.refresh_from_db()
+    return run

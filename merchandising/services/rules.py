@@ -1,0 +1,50 @@
+"""Exclusion rules and the stored mining settings."""
+
+from __future__ import annotations
+
+from django.core.exceptions import ValidationError
+from django.db import transaction
+
+from merchandising.models import ExclusionRule, MiningSettings
+from merchandising.services.runs import mining_options, mining_parameters
+
+SETTINGS_FIELDS = (
+    "min_count",
+    "min_confidence",
+    "min_lift",
+    "top_k",
+    "max_basket_size",
+    "lookback_days",
+    "half_life_days",
+)
+
+
+@transaction.atomic
+def exclusion_rule_save(*, rule: ExclusionRule, actor) -> ExclusionRule:
+    """Save an exclusion rule; a new one records who made it. It applies from the next run
+    on (the run after that flags the pairs it removes as stale)."""
+    if rule.pk is None:
+        rule.created_by = actor
+    rule.full_clean()
+    rule.save()
+    return rule
+
+
+def mining_settings_validate(*, values: dict) -> None:
+    """Raise ValidationError if the engine would refuse these default parameters."""
+    parameters = mining_parameters()
+    parameters.update({name: values[name] for name in SETTINGS_FIELDS if values.get(name) is not None})
+    try:
+        mining_options(parameters)
+    except ValueError as exc:
+        raise ValidationError(str(exc)) from None
+
+
+@transaction.atomic
+def mining_settings_update(*, settings: MiningSettings) -> MiningSettings:
+    """Save the default parameters of future runs (the one row, pk=1)."""
+    settings.pk = 1
+    settings.full_clean()
+    mining_settings_validate(values={name: getattr(settings, name) for name in SETTINGS_FIELDS})
+    settings.save()
+    return settings

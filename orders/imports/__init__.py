@@ -1,0 +1,267 @@
+"""Orders CSV import (docs/orders.md): one file of order lines from the ERP into the order
+history, all of it or nothing (or, with ``skip_invalid``, every order without a bad row).
+
+The file is streamed, never held: each row is parsed in Python (``reading``, the same for
+every database) and streamed into a temporary staging table (COPY on PostgreSQL, chunked
+executemany on SQLite); the checks that need more than one row, the merge of lines and the
+writes are set-based SQL over that table (``staging``), in one transaction. What Python keeps
+is bounded: the first ``ERRORS_KEPT`` errors and counters. With ``skip_invalid`` and a reject
+file, the file is read a second time to copy the rejected rows, in line order.
+"""
+
+from __future__ import annotations
+
+import csv
+import time
+from dataclasses import asdict, dataclass, field
+from typing import IO, Any
+
+from django.db import DatabaseError, connection, transaction
+from django.utils import timezone
+
+from orders.imports.reading import (
+    COLUMNS,
+    MAX_QUANTITY,
+    FileError,
+    check_column_map,
+    clean_cells,
+    parse_column_map,
+    parse_rows,
+    read_header,
+    records,
+    text_stream,
+)
+from orders.imports.staging import Kind, Staging, as_moment
+
+__all__ = ["COLUMNS", "ERRORS_KEPT", "OrdersImportResult", "RowError", "orders_import", "parse_column_map"]
+
+ERRORS_KEPT = 1000  # errors listed in the result (all of them are counted and in the reject file)
+DIFFERING_KEPT = 100
+DEFAULT_CREDIT_PREFIX = "C"
+
+
+@dataclass
+class RowError:
+    line: int
+    message: str
+
+    def __str__(self) -> str:
+        return f"line {self.line}: {self.message}"
+
+
+@dataclass
+class OrdersImportResult:
+    """What an import found and did (or, for a dry run, would do)."""
+
+    dry_run: bool = False
+    skip_invalid: bool = False
+    applied: bool = False
+    # Refused as a whole: the file cannot be read, rows are bad and skip_invalid is off, or
+    # the database refused. Nothing was written (a dry run reports what would happen).
+    refused: bool = False
+    rows: int = 0  # data rows read (not the header, not empty lines)
+    orders_created: int = 0
+    orders_existing: int = 0  # already imported: left exactly as they were
+    orders_differing: int = 0  # of those, how many the file has with other content
+    lines_created: int = 0  # order lines written (after merging)
+    lines_merged: int = 0  # rows added to an earlier row of the same order and SKU
+    accounts_created: int = 0
+    credit_note_rows: int = 0  # skipped: the order id has the credit-note prefix
+    return_rows: int = 0  # skipped: quantity 0 or negative
+    rejected_rows: int = 0  # bad rows plus the other rows of their orders
+    rejected_orders: int = 0
+    error_count: int = 0  # bad rows (all of them; ``errors`` lists the first ERRORS_KEPT)
+    errors: list[RowError] = field(default_factory=list)
+    differing_orders: list[str] = field(default_factory=list)  # the first DIFFERING_KEPT, sorted
+    ignored_columns: list[str] = field(default_factory=list)
+    timings: dict[str, float] = field(default_factory=dict)  # seconds per phase
+
+    @property
+    def ok(self) -> bool:
+        return not self.error_count
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class _Abort(Exception):
+    """Leave the transaction, rolling it back (the result says why)."""
+
+
+def orders_import(
+    *,
+    source: IO[bytes],
+    dry_run: bool = False,
+    column_map: dict[str, str] | None = None,
+    skip_invalid: bool = False,
+    rejects: IO[str] | None = None,
+    credit_prefix: str = DEFAULT_CREDIT_PREFIX,
+) -> OrdersImportResult:
+    """Import an orders CSV (``source``: a seekable binary file).
+
+    Nothing is written if any row is bad, unless ``skip_invalid``: then every order without a
+    bad row is imported and the orders with one are not (never half an order). Orders whose id
+    is already stored are left as they are, so importing a file again changes nothing. Rows
+    whose order id starts with ``credit_prefix`` (credit notes; "" for none) and rows with a
+    quantity of 0 or less (returns) are skipped and counted. If ``rejects`` (a text file) is
+    given, every rejected row is written to it as CSV: the file's columns plus ``line`` and
+    ``reason``. ``column_map`` renames the file's columns ({"InvoiceNo": "order_id", ...});
+    a target that is not a column of the format raises ValueError.
+    """
+    column_map = dict(column_map or {})
+    check_column_map(column_map)
+    result = OrdersImportResult(dry_run=dry_run, skip_invalid=skip_invalid)
+    started = time.perf_counter()
+    try:
+        with transaction.atomic():
+            staging = Staging(connection)
+            try:
+                _run(staging, result, source, column_map, credit_prefix, rejects, started)
+            except _Abort:
+                result.refused = True
+                transaction.set_rollback(True)
+            else:
+                if dry_run:
+                    transaction.set_rollback(True)
+                else:
+                    staging.drop()
+            mark = time.perf_counter()
+        result.timings["commit"] = round(time.perf_counter() - mark, 3)
+    except DatabaseError as exc:
+        # The checks passed but the database refused (e.g. a concurrent change): nothing was kept.
+        result.errors = [RowError(0, f"the database refused the import, nothing was written: {exc}")]
+        result.error_count = 1
+        result.applied = False
+        result.refused = True
+        for name in ("orders_created", "lines_created", "lines_merged", "accounts_created"):
+            setattr(result, name, 0)
+    result.timings["total"] = round(time.perf_counter() - started, 3)
+    return result
+
+
+def _lap(result: OrdersImportResult, phase: str, since: float) -> float:
+    now = time.perf_counter()
+    result.timings[phase] = round(now - since, 3)
+    return now
+
+
+def _run(
+    staging: Staging,
+    result: OrdersImportResult,
+    source: IO[bytes],
+    column_map: dict[str, str],
+    credit_prefix: str,
+    rejects: IO[str] | None,
+    started: float,
+) -> None:
+    staging.create()
+    header = _stage(staging, result, source, column_map, credit_prefix)
+    lap = _lap(result, "read_and_stage", started)
+
+    staging.check()
+    counts = staging.counts()
+    result.error_count += counts["errors"]
+    result.rejected_rows = counts["rejected_rows"]
+    result.rejected_orders = counts["rejected_orders"]
+    result.errors = [
+        RowError(row[0], _reason(row))
+        for row, _ in zip(staging.rejections(errors_only=True), range(ERRORS_KEPT), strict=False)
+    ]
+    lap = _lap(result, "check", lap)
+
+    if rejects is not None:
+        _write_rejects(staging, source, header, rejects)
+        lap = _lap(result, "rejects", lap)
+    if result.error_count and not result.skip_invalid:
+        raise _Abort
+
+    staging.merge_prices()
+    for name, value in staging.write(now=timezone.now()).items():
+        setattr(result, name, value)
+    result.differing_orders = staging.differing_sample(DIFFERING_KEPT)
+    lap = _lap(result, "write", lap)
+    staging.check_constraints()
+    _lap(result, "constraints", lap)
+    result.applied = not result.dry_run
+
+
+def _stage(staging: Staging, result: OrdersImportResult, source, column_map, credit_prefix):
+    """Read the file into the staging table; raise _Abort (with the errors in ``result``) if
+    the file itself cannot be read."""
+    text = text_stream(source)
+    try:
+        lines = records(text)
+        try:
+            first = next(lines, None)
+            if first is None:
+                raise FileError(1, "the file is empty (expected a header row)")
+            header, problems = read_header(first[1], column_map)
+            if header is None:
+                result.errors = [RowError(1, problem) for problem in problems]
+                result.error_count = len(problems)
+                raise _Abort
+            result.ignored_columns = header.ignored
+            with staging.loader() as (stage, reject):
+                counts = parse_rows(
+                    lines,
+                    header,
+                    tz=timezone.get_default_timezone(),
+                    credit_prefix=credit_prefix,
+                    moment_value=staging.moment_value,
+                    stage=stage,
+                    reject=reject,
+                )
+        except FileError as exc:
+            result.errors = [RowError(exc.line, exc.message)]
+            result.error_count = 1
+            raise _Abort from None
+    finally:
+        text.detach()  # the caller's file stays open
+    result.rows = counts.rows
+    result.credit_note_rows = counts.credit_note_rows
+    result.return_rows = counts.return_rows
+    return header
+
+
+def _reason(row: tuple) -> str:
+    """The message for a rejected line of the staging area (see staging.Kind)."""
+    line, order_id, kind, message, value, ref_line, ref_value, at, ref_at = row
+    if kind == Kind.PARSE:
+        return message
+    if kind == Kind.DUPLICATE:
+        return f"duplicate line: the same as line {ref_line}"
+    if kind == Kind.UNKNOWN_SKU:
+        return f"unknown SKU {value!r}"
+    if kind == Kind.ACCOUNT_DIFFERS:
+        return f"order {order_id!r} has account_id {value!r} here but {ref_value!r} on line {ref_line}"
+    if kind == Kind.TIME_DIFFERS:
+        here, there = (timezone.localtime(as_moment(moment)).isoformat() for moment in (at, ref_at))
+        return f"order {order_id!r} has ordered_at {here} here but {there} on line {ref_line}"
+    if kind == Kind.QUANTITY_TOO_LARGE:
+        return (
+            f"the lines of SKU {value!r} in order {order_id!r} add up to quantity {ref_value}, more than {MAX_QUANTITY}"
+        )
+    return f"order {order_id!r} is rejected as a whole: line {ref_line} is bad"
+
+
+def _write_rejects(staging: Staging, source: IO[bytes], header, rejects: IO[str]) -> None:
+    """Every rejected row as it is in the file, plus its line number and reason, in line order:
+    the rejected lines (from the database, in pages) are matched against a second read of the
+    file."""
+    writer = csv.writer(rejects, lineterminator="\n")
+    text = text_stream(source)
+    try:
+        lines = records(text)
+        first = next(lines, None)
+        cells = header.cells if header is not None else (first[1] if first else [])
+        writer.writerow([*clean_cells(cells), "line", "reason"])
+        width = len(cells)
+        for row in staging.rejections():
+            wanted = row[0]
+            for line, cells in lines:
+                if line == wanted:
+                    padded = cells + [""] * (width - len(cells))
+                    writer.writerow([*clean_cells(padded), line, _reason(row)])
+                    break
+    finally:
+        text.detach()

@@ -1,0 +1,217 @@
+"""The import_orders command: its summary, its errors and exit status, and its options."""
+
+from __future__ import annotations
+
+import io
+import re
+from pathlib import Path
+
+import pytest
+from django.core.management import CommandError, call_command
+
+from orders import imports
+from orders.models import Order, OrderLine
+from tests.factories import ProductFactory
+
+pytestmark = pytest.mark.django_db
+
+HEADER = "order_id,account_id,ordered_at,sku,quantity,unit_price"
+
+
+@pytest.fixture(autouse=True)
+def products():
+    for sku in ("DRILL", "BITS", "GLOVES"):
+        ProductFactory(sku=sku)
+
+
+def write(path: Path, *rows: str, header: str = HEADER) -> Path:
+    path.write_text("\n".join([header, *rows]) + "\n", encoding="utf-8")
+    return path
+
+
+def call(*args: str) -> tuple[str, str]:
+    out, err = io.StringIO(), io.StringIO()
+    call_command("import_orders", *args, stdout=out, stderr=err)
+    return out.getvalue(), err.getvalue()
+
+
+GOOD = (
+    "SO-1,ACME,2024-03-01,DRILL,1,129.00",
+    "SO-1,ACME,2024-03-01,BITS,2,5.00",
+    "SO-1,ACME,2024-03-01,BITS,1,5.00",
+    "SO-1,ACME,2024-03-01,GLOVES,-1,5.00",
+    "C-2,ACME,2024-03-02,DRILL,-1,129.00",
+)
+BAD = (
+    "SO-1,ACME,2024-03-01,DRILL,1,129.00",
+    "SO-2,ACME,2024-03-02,NOPE,1,5.00",
+    "SO-2,ACME,2024-03-02,DRILL,1,5.00",
+    "SO-3,ACME,someday,DRILL,1,5.00",
+)
+
+
+def test_prints_a_summary(tmp_path):
+    out, err = call(str(write(tmp_path / "orders.csv", *GOOD)))
+
+    assert out == (
+        "Imported orders.csv: 5 rows; 1 order created with 2 lines (1 row merged into a line of the same SKU), "
+        "0 orders already present (left unchanged), 1 new customer account.\n"
+        "Skipped: 1 return line (quantity 0 or less), 1 credit-note row.\n"
+    )
+    assert err == ""
+    assert (Order.objects.count(), OrderLine.objects.count()) == (1, 2)
+
+
+def test_running_it_again_changes_nothing(tmp_path):
+    path = write(tmp_path / "orders.csv", *GOOD)
+    call(str(path))
+
+    out, _ = call(str(path))
+
+    assert out.splitlines()[0] == (
+        "Imported orders.csv: 5 rows; 0 orders created with 0 lines (0 rows merged into a line of the same SKU), "
+        "1 order already present (left unchanged), 0 new customer accounts."
+    )
+    assert (Order.objects.count(), OrderLine.objects.count()) == (1, 2)
+
+
+def test_bad_rows_fail_with_their_line_numbers_and_write_nothing(tmp_path):
+    path = write(tmp_path / "orders.csv", *BAD)
+    err = io.StringIO()
+
+    with pytest.raises(CommandError) as caught:
+        call_command("import_orders", str(path), stdout=io.StringIO(), stderr=err)
+
+    assert str(caught.value) == f"2 errors in {path}; nothing was written."
+    assert caught.value.returncode == 1
+    assert err.getvalue() == (
+        "line 3: unknown SKU 'NOPE'\n"
+        "line 5: ordered_at 'someday' is not an ISO 8601 date and time (e.g. 2024-03-01T14:30:00 or 2024-03-01 14:30)\n"
+    )
+    assert Order.objects.count() == 0
+    assert not (tmp_path / "orders.csv.rejects.csv").exists()
+
+
+def test_skip_invalid_imports_the_rest_and_writes_the_reject_file_next_to_the_input(tmp_path):
+    path = write(tmp_path / "orders.csv", *BAD)
+
+    out, err = call(str(path), "--skip-invalid")
+
+    rejects = tmp_path / "orders.csv.rejects.csv"
+    assert out == (
+        "Imported orders.csv: 4 rows; 1 order created with 1 line (0 rows merged into a line of the same SKU), "
+        "0 orders already present (left unchanged), 1 new customer account.\n"
+        "Skipped: 0 return lines (quantity 0 or less), 0 credit-note rows.\n"
+        f"Rejected: 3 rows of 2 orders (2 bad rows); see {rejects}.\n"
+    )
+    assert err.splitlines() == [
+        "line 3: unknown SKU 'NOPE'",
+        "line 5: ordered_at 'someday' is not an ISO 8601 date and time (e.g. 2024-03-01T14:30:00 or 2024-03-01 14:30)",
+    ]
+    assert rejects.read_text(encoding="utf-8") == (
+        "order_id,account_id,ordered_at,sku,quantity,unit_price,line,reason\n"
+        "SO-2,ACME,2024-03-02,NOPE,1,5.00,3,unknown SKU 'NOPE'\n"
+        "SO-2,ACME,2024-03-02,DRILL,1,5.00,4,order 'SO-2' is rejected as a whole: line 3 is bad\n"
+        "SO-3,ACME,someday,DRILL,1,5.00,5,ordered_at 'someday' is not an ISO 8601 date and time "
+        "(e.g. 2024-03-01T14:30:00 or 2024-03-01 14:30)\n"
+    )
+    assert list(Order.objects.values_list("external_id", flat=True)) == ["SO-1"]
+
+
+def test_rejects_option_names_the_reject_file_even_without_skip_invalid(tmp_path):
+    path = write(tmp_path / "orders.csv", *BAD)
+    rejects = tmp_path / "out" / "bad.csv"
+    rejects.parent.mkdir()
+
+    with pytest.raises(CommandError) as caught:
+        call(str(path), "--rejects", str(rejects))
+
+    assert str(caught.value) == f"2 errors in {path}; nothing was written (the rejected rows are in {rejects})."
+    assert rejects.read_text(encoding="utf-8").count("\n") == 4
+
+
+def test_dry_run_reports_and_writes_nothing(tmp_path):
+    out, _ = call(str(write(tmp_path / "orders.csv", *GOOD)), "--dry-run")
+
+    assert out.splitlines()[0].startswith("Would import orders.csv: 5 rows; 1 order created with 2 lines")
+    assert out.splitlines()[-1] == "Dry run: nothing was written."
+    assert Order.objects.count() == 0
+
+
+def test_dry_run_with_errors_fails_like_the_real_run(tmp_path):
+    with pytest.raises(CommandError, match="^2 errors in .*; nothing was written.$"):
+        call(str(write(tmp_path / "orders.csv", *BAD)), "--dry-run")
+
+
+def test_map_and_credit_prefix_options(tmp_path):
+    path = write(
+        tmp_path / "erp.csv",
+        "536365,DRILL,Power drill,2,2010-12-01 08:26:00,2.55,17850,United Kingdom",
+        "C536366,DRILL,Power drill,-1,2010-12-01 08:28:00,2.55,17850,United Kingdom",
+        "X536367,BITS,Bits,1,2010-12-01 08:30:00,1.00,17850,United Kingdom",
+        header="InvoiceNo,StockCode,Description,Quantity,InvoiceDate,UnitPrice,CustomerID,Country",
+    )
+    mapping = "InvoiceNo=order_id,StockCode=sku,InvoiceDate=ordered_at,CustomerID=account_id,UnitPrice=unit_price"
+
+    out, _ = call(str(path), "--map", mapping + ",Quantity=quantity", "--credit-prefix", "X")
+
+    assert "1 return line (quantity 0 or less), 1 credit-note row." in out
+    assert out.splitlines()[-1] == "Ignored columns: Description, Country."
+    # With credit prefix X, C536366 is an invoice (of one return line, so no order) and X536367 a credit note.
+    assert list(Order.objects.values_list("external_id", flat=True)) == ["536365"]
+    assert list(OrderLine.objects.values_list("product__sku", "quantity")) == [("DRILL", 2)]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--map", "InvoiceNo"], "--map item 'InvoiceNo' is not source=target (e.g. InvoiceNo=order_id)"),
+        (["--map", "InvoiceNo=invoice"], "--map target 'invoice' is not a column of the orders format"),
+    ],
+)
+def test_bad_map_is_refused_before_reading(tmp_path, args, message):
+    with pytest.raises(CommandError, match=re.escape(message)):
+        call(str(write(tmp_path / "orders.csv", *GOOD)), *args)
+
+
+def test_map_source_missing_from_the_file_is_an_error_on_line_1(tmp_path):
+    err = io.StringIO()
+    with pytest.raises(CommandError, match="^1 error in "):
+        call_command("import_orders", str(write(tmp_path / "o.csv", *GOOD)), "--map", "InvoiceNo=order_id", stderr=err)
+    assert err.getvalue().startswith("line 1: --map names column 'InvoiceNo', which the file does not have")
+
+
+def test_missing_file_is_a_clear_error(tmp_path):
+    with pytest.raises(CommandError, match=r"^Cannot open .*nope.csv: No such file or directory$"):
+        call(str(tmp_path / "nope.csv"))
+
+
+def test_long_error_lists_are_cut_and_counted(tmp_path, monkeypatch):
+    monkeypatch.setattr(imports, "ERRORS_KEPT", 2)
+    path = write(tmp_path / "orders.csv", *[f"SO-{n},ACME,2024-03-01,NOPE,1,1" for n in range(5)])
+    err = io.StringIO()
+
+    with pytest.raises(CommandError, match="^5 errors in "):
+        call_command("import_orders", str(path), stdout=io.StringIO(), stderr=err)
+
+    assert err.getvalue().splitlines() == [
+        "line 2: unknown SKU 'NOPE'",
+        "line 3: unknown SKU 'NOPE'",
+        "... and 3 more errors.",
+    ]
+
+
+def test_a_known_order_that_differs_is_a_warning(tmp_path):
+    call(str(write(tmp_path / "a.csv", "SO-1,ACME,2024-03-01,DRILL,1,1")))
+
+    out, err = call(str(write(tmp_path / "b.csv", "SO-1,ACME,2024-03-01,DRILL,2,1")))
+
+    assert err == "Warning: 1 order already present differs in this file and was left unchanged: SO-1\n"
+    assert "1 order already present (left unchanged)" in out
+    assert OrderLine.objects.get().quantity == 1
+
+
+def test_verbosity_2_prints_the_timings(tmp_path):
+    out, _ = call(str(write(tmp_path / "orders.csv", *GOOD)), "-v", "2")
+
+    assert out.splitlines()[-1].startswith("Timings (s): read_and_stage ")

@@ -1,0 +1,821 @@
+"""Orders CSV import: every refusal with its line number, all-or-nothing, --skip-invalid and
+the reject file, --map, returns and credit notes, merging, idempotency, time zones, and the
+same result on every database (this module runs on SQLite and on PostgreSQL)."""
+
+from __future__ import annotations
+
+import csv
+import datetime
+import io
+from decimal import Decimal
+from zoneinfo import ZoneInfo
+
+import pytest
+from django.db import DatabaseError, connection
+from django.test import override_settings
+
+from accounts.models import CustomerAccount
+from orders import imports
+from orders.imports import OrdersImportResult, RowError, orders_import, parse_column_map
+from orders.imports import staging as staging_module
+from orders.models import Order, OrderLine
+from tests.factories import ProductFactory
+from tests.orders.factories import CustomerAccountFactory, OrderFactory, OrderLineFactory
+
+pytestmark = pytest.mark.django_db
+
+HEADER = "order_id,account_id,ordered_at,sku,quantity,unit_price"
+UTC = datetime.UTC
+AMSTERDAM = ZoneInfo("Europe/Amsterdam")
+
+
+def make_csv(*rows: str, header: str = HEADER) -> bytes:
+    return ("\n".join([header, *rows]) + "\n").encode()
+
+
+def run(data: bytes, **kwargs) -> OrdersImportResult:
+    return orders_import(source=io.BytesIO(data), **kwargs)
+
+
+def run_with_rejects(data: bytes, **kwargs) -> tuple[OrdersImportResult, str]:
+    rejects = io.StringIO()
+    result = orders_import(source=io.BytesIO(data), rejects=rejects, **kwargs)
+    return result, rejects.getvalue()
+
+
+def history() -> list[tuple]:
+    """Every order with its lines, by natural keys, to compare whole databases."""
+    lines: dict[int, list[tuple]] = {}
+    for line in OrderLine.objects.select_related("product").order_by("product__sku"):
+        lines.setdefault(line.order_id, []).append((line.product.sku, line.quantity, line.unit_price))
+    return [
+        (order.external_id, order.account.external_id, order.ordered_at.astimezone(UTC).isoformat(), lines[order.pk])
+        for order in Order.objects.select_related("account").order_by("external_id")
+    ]
+
+
+def counts() -> dict[str, int]:
+    return {
+        "orders": Order.objects.count(),
+        "lines": OrderLine.objects.count(),
+        "accounts": CustomerAccount.objects.count(),
+    }
+
+
+@pytest.fixture
+def products():
+    return {sku: ProductFactory(sku=sku) for sku in ("DRILL", "BITS", "BATTERY", "GLOVES")}
+
+
+# --- a good file --------------------------------------------------------------------------------
+
+
+def test_imports_orders_lines_and_accounts(products):
+    data = make_csv(
+        "SO-1,ACME,2024-03-01T10:15:00,DRILL,1,129.00",
+        "SO-1,ACME,2024-03-01T10:15:00,BITS,3,12.5",
+        "SO-2,BUILDCO,2024-03-02 08:00:00+00:00,GLOVES,10,2.3456",
+    )
+
+    result = run(data)
+
+    assert result.ok and result.applied and not result.refused
+    assert (result.rows, result.orders_created, result.lines_created, result.accounts_created) == (3, 2, 3, 2)
+    assert (result.orders_existing, result.lines_merged, result.rejected_rows, result.errors) == (0, 0, 0, [])
+    assert history() == [
+        ("SO-1", "ACME", "2024-03-01T09:15:00+00:00", [("BITS", 3, Decimal("12.5000")), ("DRILL", 1, Decimal("129"))]),
+        ("SO-2", "BUILDCO", "2024-03-02T08:00:00+00:00", [("GLOVES", 10, Decimal("2.3456"))]),
+    ]
+    account = CustomerAccount.objects.get(external_id="ACME")
+    assert (account.name, account.segment, account.brand_mode) == ("", "", "prefer")
+    assert account.created_at is not None and Order.objects.get(external_id="SO-1").imported_at is not None
+
+
+def test_existing_accounts_are_used_not_created_again(products):
+    account = CustomerAccountFactory(external_id="ACME", name="Acme Ltd", segment="construction")
+
+    result = run(make_csv("SO-1,ACME,2024-03-01,DRILL,1,1", "SO-2,NEW,2024-03-01,DRILL,1,1"))
+
+    assert result.accounts_created == 1
+    assert Order.objects.get(external_id="SO-1").account == account
+    account.refresh_from_db()
+    assert (account.name, account.segment) == ("Acme Ltd", "construction")
+    assert sorted(CustomerAccount.objects.values_list("external_id", flat=True)) == ["ACME", "NEW"]
+
+
+def test_utf8_bom_blank_lines_and_whitespace_are_tolerated(products):
+    data = b"\xef\xbb\xbf" + make_csv("", " SO-1 , ACME ,2024-03-01, DRILL , 2 , 1.50 ", ",,,,,", "")
+
+    result = run(data)
+
+    assert (result.rows, result.error_count, result.lines_created) == (1, 0, 1)
+    assert history() == [("SO-1", "ACME", "2024-02-29T23:00:00+00:00", [("DRILL", 2, Decimal("1.5"))])]
+
+
+# --- bad rows: every kind, with its line number -------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("row", "message"),
+    [
+        ("SO-1,ACME,2024-03-01,NOPE,1,1.00", "unknown SKU 'NOPE'"),
+        ("SO-1,ACME,01/03/2024,DRILL,1,1.00", "ordered_at '01/03/2024' is not an ISO 8601 date and time "
+         "(e.g. 2024-03-01T14:30:00 or 2024-03-01 14:30)"),
+        ("SO-1,ACME,,DRILL,1,1.00", "ordered_at '' is not an ISO 8601 date and time "
+         "(e.g. 2024-03-01T14:30:00 or 2024-03-01 14:30)"),
+        ("SO-1,ACME,0001-01-01T00:30:00+01:00,DRILL,1,1.00", "ordered_at '0001-01-01T00:30:00+01:00' is out of range"),
+        ("SO-1,ACME,2024-03-01,DRILL,two,1.00", "quantity 'two' is not a whole number"),
+        ("SO-1,ACME,2024-03-01,DRILL,1.5,1.00", "quantity '1.5' is not a whole number"),
+        ("SO-1,ACME,2024-03-01,DRILL,,1.00", "quantity '' is not a whole number"),
+        ("SO-1,ACME,2024-03-01,DRILL,3000000000,1.00", "quantity 3000000000 is too large (at most 2147483647)"),
+        ("SO-1,ACME,2024-03-01,DRILL,1,\"9,95\"", "unit_price '9,95' is not a number "
+         "(use a dot as decimal separator, e.g. 12.50)"),
+        ("SO-1,ACME,2024-03-01,DRILL,1,", "unit_price '' is not a number (use a dot as decimal separator, e.g. 12.50)"),
+        ("SO-1,ACME,2024-03-01,DRILL,1,NaN", "unit_price 'NaN' is not a number"),
+        ("SO-1,ACME,2024-03-01,DRILL,1,-2.00", "unit_price -2.00 is negative"),
+        ("SO-1,ACME,2024-03-01,DRILL,1,1.23456", "unit_price 1.23456 has more than 4 decimals"),
+        ("SO-1,ACME,2024-03-01,DRILL,1,100000000", "unit_price 100000000 is too large (at most 99999999.9999)"),
+        ("SO-1,,2024-03-01,DRILL,1,1.00", "account_id is empty (missing account)"),
+        (",ACME,2024-03-01,DRILL,1,1.00", "order_id is empty"),
+        ("SO-1,ACME,2024-03-01,,1,1.00", "sku is empty"),
+        ("S" * 65 + ",ACME,2024-03-01,DRILL,1,1.00", "order_id is longer than 64 characters"),
+        ("SO-1," + "A" * 65 + ",2024-03-01,DRILL,1,1.00", "account_id is longer than 64 characters"),
+        ("SO\u00a01,ACME,2024-03-01,DRILL,1,1.00", "order_id 'SO\\xa01' contains an invisible or control character "
+         "(U+00A0)"),
+        ("SO-1,ACME,2024-03-01,DRILL,1", "has 5 cells, the header has 6"),
+        ("SO-1,ACME,2024-03-01,DRILL,1,1.00,extra", "has 7 cells, the header has 6"),
+    ],
+    ids=lambda value: value[:40],
+)  # fmt: skip
+def test_bad_row_is_reported_on_its_line_and_nothing_is_written(products, row, message):
+    data = make_csv("SO-0,ACME,2024-03-01,BITS,1,1.00", row, "SO-9,ACME,2024-03-01,BITS,1,1.00")
+
+    result = run(data)
+
+    assert result.errors == [RowError(3, message)]
+    assert str(result.errors[0]) == f"line 3: {message}"
+    assert (result.error_count, result.rows, result.refused, result.applied) == (1, 3, True, False)
+    assert (result.orders_created, result.lines_created, result.accounts_created) == (0, 0, 0)
+    assert counts() == {"orders": 0, "lines": 0, "accounts": 0}
+
+
+def test_row_that_is_not_utf8_is_reported_as_bad_encoding(products):
+    data = make_csv("SO-1,ACME,2024-03-01,DRILL,1,1.00") + "SO-2,M\xfcller,2024-03-01,DRILL,1,1.00\n".encode("latin-1")
+
+    result = run(data)
+
+    assert result.errors == [RowError(3, "bad encoding: this row is not UTF-8 text (save the file as CSV UTF-8)")]
+
+
+def test_duplicate_line_is_reported_naming_the_first(products):
+    data = make_csv(
+        "SO-1,ACME,2024-03-01T10:00,DRILL,1,99.00",
+        "SO-1,ACME,2024-03-01T10:00,BITS,2,5.00",
+        "SO-1,ACME,2024-03-01 10:00:00,DRILL,1,99.0",  # the same values, written differently
+        "SO-1,ACME,2024-03-01T10:00,DRILL,1,99.00",
+    )
+
+    result = run(data)
+
+    assert result.errors == [
+        RowError(4, "duplicate line: the same as line 2"),
+        RowError(5, "duplicate line: the same as line 2"),
+    ]
+    assert counts()["orders"] == 0
+
+
+def test_lines_of_an_order_must_agree_on_account_and_time(products):
+    data = make_csv(
+        "SO-1,ACME,2024-03-01T10:00,DRILL,1,1",
+        "SO-1,BUILDCO,2024-03-01T10:00,BITS,1,1",
+        "SO-1,ACME,2024-03-01T11:00,GLOVES,1,1",
+        "SO-1,ACME,2024-03-01T10:00,BATTERY,1,1",
+    )
+
+    result = run(data)
+
+    assert result.errors == [
+        RowError(3, "order 'SO-1' has account_id 'BUILDCO' here but 'ACME' on line 2"),
+        RowError(
+            4, "order 'SO-1' has ordered_at 2024-03-01T11:00:00+01:00 here but 2024-03-01T10:00:00+01:00 on line 2"
+        ),
+    ]
+    assert (result.rejected_rows, result.rejected_orders) == (4, 1)
+
+
+def test_merged_quantity_too_large_for_the_column_is_refused(products):
+    data = make_csv("SO-1,ACME,2024-03-01,DRILL,2000000000,1", "SO-1,ACME,2024-03-01,DRILL,200000000,1")
+
+    result = run(data)
+
+    message = "the lines of SKU 'DRILL' in order 'SO-1' add up to quantity 2200000000, more than 2147483647"
+    assert result.errors == [RowError(2, message), RowError(3, message)]
+
+
+def test_every_bad_row_is_reported_with_one_reason_each_in_line_order(products):
+    data = make_csv(
+        "SO-1,ACME,2024-03-01,NOPE,1,1",
+        "SO-1,ACME,2024-03-01,NOPE,1,1",  # a duplicate (of a line with an unknown SKU): reported as duplicate
+        "SO-2,,2024-03-01,DRILL,1,1",
+        "SO-3,ACME,2024-03-01,DRILL,1,1",
+        "SO-3,ACME,yesterday,BITS,1,1",
+    )
+
+    result = run(data)
+
+    assert [str(error) for error in result.errors] == [
+        "line 2: unknown SKU 'NOPE'",
+        "line 3: duplicate line: the same as line 2",
+        "line 4: account_id is empty (missing account)",
+        "line 6: ordered_at 'yesterday' is not an ISO 8601 date and time "
+        "(e.g. 2024-03-01T14:30:00 or 2024-03-01 14:30)",
+    ]
+    assert (result.error_count, result.rejected_rows, result.rejected_orders) == (4, 5, 3)
+
+
+def test_windows_line_ends_are_read_like_any_other(products):
+    data = make_csv("SO-1,ACME,2024-03-01,DRILL,1,1", "SO-2,ACME,2024-03-01,NOPE,1,1").replace(b"\n", b"\r\n")
+
+    result = run(data)
+
+    assert result.errors == [RowError(3, "unknown SKU 'NOPE'")]
+
+
+def test_a_row_with_too_few_or_many_cells_takes_its_order_with_it(products):
+    data = make_csv("SO-1,ACME,2024-03-01,DRILL,1,1", "SO-1,ACME,2024-03-01,BITS", "SO-2,ACME,2024-03-01,DRILL,1,1")
+
+    result, rejects = run_with_rejects(data, skip_invalid=True)
+
+    assert (result.orders_created, result.rejected_rows, result.rejected_orders) == (1, 2, 1)
+    assert rejects.splitlines()[1:] == [
+        "SO-1,ACME,2024-03-01,DRILL,1,1,2,order 'SO-1' is rejected as a whole: line 3 is bad",
+        'SO-1,ACME,2024-03-01,BITS,,,3,"has 4 cells, the header has 6"',
+    ]
+
+
+def test_line_numbers_count_physical_lines_of_quoted_multiline_cells(products):
+    header = HEADER + ",description"
+    data = make_csv(
+        'SO-1,ACME,2024-03-01,DRILL,1,1,"first line\nsecond line"',
+        "SO-1,ACME,2024-03-01,NOPE,1,1,x",
+        header=header,
+    )
+
+    result = run(data)
+
+    assert result.errors == [RowError(4, "unknown SKU 'NOPE'")]
+
+
+@pytest.mark.parametrize(
+    ("data", "errors"),
+    [
+        (b"", [RowError(1, "the file is empty (expected a header row)")]),
+        (b"order_id,account_id,ordered_at,sku,quantity\n", [RowError(1, "missing required columns: unit_price")]),
+        (
+            (HEADER + ",sku\n").encode(),
+            [RowError(1, "column 'sku' appears twice")],
+        ),
+        (b"M\xfcller\n", [RowError(1, "bad encoding: the file is not UTF-8 text (save it as CSV UTF-8)")]),
+        (
+            make_csv('SO-1,ACME,2024-03-01,DRILL,1,"1'),
+            [RowError(2, "cannot be read as CSV: unexpected end of data")],
+        ),
+    ],
+    ids=["empty", "missing column", "twice", "encoding", "unclosed quote"],
+)
+def test_a_file_that_cannot_be_read_is_refused_even_with_skip_invalid(products, data, errors):
+    result, rejects = run_with_rejects(data, skip_invalid=True)
+
+    assert result.errors == errors
+    assert (result.refused, result.applied, result.error_count) == (True, False, len(errors))
+    assert counts() == {"orders": 0, "lines": 0, "accounts": 0}
+    assert rejects == ""
+
+
+def test_only_the_first_errors_are_listed_but_all_are_counted(products, monkeypatch):
+    monkeypatch.setattr(imports, "ERRORS_KEPT", 3)
+    monkeypatch.setattr(staging_module, "PAGE", 2)  # and the errors are read in pages
+    data = make_csv(*[f"SO-{n},ACME,2024-03-01,NOPE-{n},1,1" for n in range(10)])
+
+    result = run(data)
+
+    assert result.errors == [RowError(line, f"unknown SKU 'NOPE-{line - 2}'") for line in (2, 3, 4)]
+    assert (result.error_count, result.rejected_rows, result.rejected_orders) == (10, 10, 10)
+
+
+# --- all or nothing, --skip-invalid and the reject file ------------------------------------------
+
+MIXED = make_csv(
+    "SO-1,ACME,2024-03-01,DRILL,1,129.00",
+    "SO-2,ACME,2024-03-02,DRILL,1,129.00",
+    "SO-2,ACME,2024-03-02,NOPE,1,5.00",
+    "SO-2,ACME,2024-03-02,BITS,-1,5.00",
+    "SO-3,BUILDCO,2024-03-03,GLOVES,2,2.50",
+    ",BUILDCO,2024-03-03,GLOVES,2,2.50",
+    "SO-2,ACME,2024-03-02,BITS,2,5.00",
+    "SO-4,NEWCO,2024-03-04,GLOVES,1,2.50",
+    "SO-4,NEWCO,2024-03-04,BITS,x,2.50",
+)
+
+
+def test_without_skip_invalid_nothing_is_written_when_a_row_is_bad(products):
+    CustomerAccountFactory(external_id="ACME")
+    before = counts()
+
+    result = run(MIXED)
+
+    assert result.errors == [
+        RowError(4, "unknown SKU 'NOPE'"),
+        RowError(7, "order_id is empty"),
+        RowError(10, "quantity 'x' is not a whole number"),
+    ]
+    assert (result.refused, result.applied) == (True, False)
+    assert (result.orders_created, result.lines_created, result.accounts_created) == (0, 0, 0)
+    assert counts() == before == {"orders": 0, "lines": 0, "accounts": 1}
+
+
+def test_skip_invalid_imports_the_good_orders_and_rejects_whole_bad_ones(products):
+    result, rejects = run_with_rejects(MIXED, skip_invalid=True)
+
+    assert (result.refused, result.applied, result.error_count) == (False, True, 3)
+    assert (result.rows, result.return_rows, result.rejected_rows, result.rejected_orders) == (9, 1, 6, 2)
+    assert (result.orders_created, result.lines_created, result.accounts_created) == (2, 2, 2)
+    assert history() == [
+        ("SO-1", "ACME", "2024-02-29T23:00:00+00:00", [("DRILL", 1, Decimal("129"))]),
+        ("SO-3", "BUILDCO", "2024-03-02T23:00:00+00:00", [("GLOVES", 2, Decimal("2.5"))]),
+    ]
+    assert rejects == (
+        "order_id,account_id,ordered_at,sku,quantity,unit_price,line,reason\n"
+        "SO-2,ACME,2024-03-02,DRILL,1,129.00,3,order 'SO-2' is rejected as a whole: line 4 is bad\n"
+        "SO-2,ACME,2024-03-02,NOPE,1,5.00,4,unknown SKU 'NOPE'\n"
+        ",BUILDCO,2024-03-03,GLOVES,2,2.50,7,order_id is empty\n"
+        "SO-2,ACME,2024-03-02,BITS,2,5.00,8,order 'SO-2' is rejected as a whole: line 4 is bad\n"
+        "SO-4,NEWCO,2024-03-04,GLOVES,1,2.50,9,order 'SO-4' is rejected as a whole: line 10 is bad\n"
+        "SO-4,NEWCO,2024-03-04,BITS,x,2.50,10,quantity 'x' is not a whole number\n"
+    )
+    assert not CustomerAccount.objects.filter(external_id="NEWCO").exists()
+
+
+def test_reject_file_keeps_the_files_own_columns_and_mends_what_cannot_be_written(products, monkeypatch):
+    monkeypatch.setattr(staging_module, "PAGE", 2)  # rejected lines are read in pages
+    header = "InvoiceNo,Description,CustomerID,InvoiceDate,StockCode,Quantity,UnitPrice"
+    rows = [
+        'C1,"Credit, note",ACME,2024-03-01,DRILL,-1,1',
+        'SO-1,"Drill, ""pro""",ACME,2024-03-01,NOPE,1,1',
+        "SO-2,short,ACME",
+        "SO-3,x,ACME,2024-03-01,DRILL,1,1",
+        "SO-4,x,ACME,2024-03-01,DRILL,1,1",
+        "SO-6,x,ACME,2024-03-01,DRILL,1,1",
+    ]
+    data = make_csv(*rows, header=header)
+    data += "SO-5,M\xfcller,ACME,2024-03-01,DRILL,1,1\n".encode("latin-1")
+    data += "SO-5,x,ACME,2024-03-01,NOPE,1,1\n".encode("latin-1")
+    data += "SO-6,M\xfcller,ACME,2024-03-01,BITS,1,1\n".encode("latin-1")
+    column_map = parse_column_map(
+        "InvoiceNo=order_id,StockCode=sku,InvoiceDate=ordered_at,CustomerID=account_id,UnitPrice=unit_price,"
+        "Quantity=quantity"
+    )
+
+    result, rejects = run_with_rejects(data, skip_invalid=True, column_map=column_map)
+
+    # A bad byte in a column the import does not use does not make a row bad (SO-6 is imported).
+    assert (result.orders_created, result.credit_note_rows, result.ignored_columns) == (3, 1, ["Description"])
+    assert list(csv.reader(io.StringIO(rejects))) == [
+        [*header.split(","), "line", "reason"],
+        ["SO-1", 'Drill, "pro"', "ACME", "2024-03-01", "NOPE", "1", "1", "3", "unknown SKU 'NOPE'"],
+        ["SO-2", "short", "ACME", "", "", "", "", "4", "has 3 cells, the header has 7"],
+        [
+            "SO-5",
+            "M\ufffdller",
+            "ACME",
+            "2024-03-01",
+            "DRILL",
+            "1",
+            "1",
+            "8",
+            "order 'SO-5' is rejected as a whole: line 9 is bad",
+        ],
+        ["SO-5", "x", "ACME", "2024-03-01", "NOPE", "1", "1", "9", "unknown SKU 'NOPE'"],
+    ]
+
+
+def test_reject_file_without_skip_invalid_lists_what_blocked_the_import(products):
+    result, rejects = run_with_rejects(make_csv("SO-1,ACME,2024-03-01,NOPE,1,1", "SO-2,ACME,2024-03-01,DRILL,1,1"))
+
+    assert result.refused
+    assert rejects == (
+        "order_id,account_id,ordered_at,sku,quantity,unit_price,line,reason\n"
+        "SO-1,ACME,2024-03-01,NOPE,1,1,2,unknown SKU 'NOPE'\n"
+    )
+    assert counts()["orders"] == 0
+
+
+def test_skip_invalid_writes_a_reject_file_with_only_the_header_when_nothing_is_rejected(products):
+    result, rejects = run_with_rejects(make_csv("SO-1,ACME,2024-03-01,DRILL,1,1"), skip_invalid=True)
+
+    assert (result.rejected_rows, result.orders_created) == (0, 1)
+    assert rejects == "order_id,account_id,ordered_at,sku,quantity,unit_price,line,reason\n"
+
+
+def test_database_refusal_leaves_nothing_written(products, monkeypatch):
+    def refuse(self, *, now):
+        CustomerAccount.objects.create(external_id="half-written")
+        raise DatabaseError("deadlock detected")
+
+    monkeypatch.setattr(staging_module.Staging, "write", refuse)
+
+    result = run(make_csv("SO-1,ACME,2024-03-01,DRILL,1,1"))
+
+    assert result.errors == [RowError(0, "the database refused the import, nothing was written: deadlock detected")]
+    assert (result.refused, result.applied, result.orders_created) == (True, False, 0)
+    assert counts() == {"orders": 0, "lines": 0, "accounts": 0}
+
+
+# --- --map --------------------------------------------------------------------------------------
+
+
+def test_map_renames_erp_columns_and_ignores_the_others(products):
+    header = "InvoiceNo,StockCode,Description,Quantity,InvoiceDate,UnitPrice,CustomerID,Country"
+    data = make_csv(
+        "536365,DRILL,POWER DRILL,6,2010-12-01 08:26:00,2.55,17850,United Kingdom",
+        "536365,BITS,DRILL BITS,6,2010-12-01 08:26:00,3.39,17850,United Kingdom",
+        header=header,
+    )
+    column_map = parse_column_map(
+        "InvoiceNo=order_id, StockCode=sku,InvoiceDate=ordered_at,CustomerID=account_id,UnitPrice=unit_price,"
+        "Quantity=quantity,"
+    )
+
+    result = run(data, column_map=column_map)
+
+    assert (result.orders_created, result.lines_created, result.ignored_columns) == (1, 2, ["Description", "Country"])
+    assert history() == [
+        ("536365", "17850", "2010-12-01T07:26:00+00:00", [("BITS", 6, Decimal("3.39")), ("DRILL", 6, Decimal("2.55"))])
+    ]
+
+
+def test_map_may_rename_only_some_columns(products):
+    data = make_csv("SO-1,ACME,2024-03-01,DRILL,1,1", header="order_id,customer,ordered_at,sku,quantity,unit_price")
+
+    result = run(data, column_map={"customer": "account_id"})
+
+    assert (result.orders_created, result.ignored_columns) == (1, [])
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("InvoiceNo", "--map item 'InvoiceNo' is not source=target (e.g. InvoiceNo=order_id)"),
+        ("=order_id", "--map item '=order_id' is not source=target (e.g. InvoiceNo=order_id)"),
+        ("InvoiceNo=invoice", "--map target 'invoice' is not a column of the orders format "
+         "(use one of: order_id, account_id, ordered_at, sku, quantity, unit_price)"),
+        ("A=order_id,B=order_id", "--map renames several columns to 'order_id'"),
+        ("A=order_id,A=sku", "--map names column 'A' twice"),
+    ],
+)  # fmt: skip
+def test_malformed_map_is_a_clear_error(text, message):
+    with pytest.raises(ValueError) as caught:
+        parse_column_map(text)
+    assert str(caught.value) == message
+
+
+def test_map_target_that_is_no_column_is_refused_by_the_service_too():
+    with pytest.raises(ValueError, match="--map target 'invoice' is not a column"):
+        run(make_csv(), column_map={"InvoiceNo": "invoice"})
+
+
+@pytest.mark.parametrize(
+    ("header", "column_map", "message"),
+    [
+        (HEADER, {"InvoiceNo": "order_id"}, "--map names column 'InvoiceNo', which the file does not have "
+         "(its columns: order_id, account_id, ordered_at, sku, quantity, unit_price)"),
+        (HEADER, {"account_id": "order_id"}, "column 'order_id' appears twice (after --map renamed 'account_id')"),
+    ],
+    ids=["unknown source", "clash"],
+)  # fmt: skip
+def test_map_that_does_not_fit_the_file_is_reported_on_line_1(header, column_map, message):
+    result = run(make_csv(header=header), column_map=column_map)
+
+    assert result.errors[0] == RowError(1, message)
+    assert result.refused
+
+
+# --- returns and credit notes -------------------------------------------------------------------
+
+
+def test_returns_and_credit_notes_are_skipped_and_counted(products):
+    data = make_csv(
+        "SO-1,ACME,2024-03-01,DRILL,2,129.00",
+        "SO-1,ACME,2024-03-01,BITS,-1,5.00",  # a return line in an invoice
+        "SO-1,ACME,2024-03-01,GLOVES,0,5.00",  # quantity 0 counts as a return too
+        "C-1,ACME,2024-03-05,DRILL,-1,129.00",  # a credit note ...
+        "C-1,ACME,not a date,NOPE,x,y",  # ... is skipped without reading its other cells
+        "SO-2,ACME,2024-03-06,BITS,-3,5.00",  # an invoice of returns only: no order
+        "SO-3,ACME,2024-03-06,BITS,-3,not a price",  # a return's cells after the quantity are not read
+    )
+
+    result = run(data)
+
+    assert result.ok
+    assert (result.rows, result.return_rows, result.credit_note_rows) == (7, 4, 2)
+    assert (result.orders_created, result.lines_created) == (1, 1)
+    assert history() == [("SO-1", "ACME", "2024-02-29T23:00:00+00:00", [("DRILL", 2, Decimal("129"))])]
+
+
+def test_credit_prefix_is_an_option_and_empty_disables_it(products):
+    data = make_csv(
+        "CX-1,ACME,2024-03-01,DRILL,2,1", "SO-1,ACME,2024-03-01,DRILL,2,1", "CR-1,ACME,2024-03-01,DRILL,-2,1"
+    )
+
+    with_cr = run(data, credit_prefix="CR", dry_run=True)
+    without = run(data, credit_prefix="")
+
+    assert (with_cr.credit_note_rows, with_cr.return_rows, with_cr.orders_created) == (1, 0, 2)
+    assert (without.credit_note_rows, without.return_rows, without.orders_created) == (0, 1, 2)
+    assert [order[0] for order in history()] == ["CX-1", "SO-1"]
+
+
+def test_a_bad_row_in_a_credit_note_or_return_line_does_not_count(products):
+    result = run(make_csv("C-1,,,,,", "SO-1,,,NOPE,-1,", "SO-2,ACME,2024-03-01,DRILL,1,1"))
+
+    assert (result.error_count, result.credit_note_rows, result.return_rows, result.orders_created) == (0, 1, 1, 1)
+
+
+# --- merging the same SKU -----------------------------------------------------------------------
+
+
+def test_same_sku_twice_in_an_order_is_merged_with_quantities_added(products):
+    data = make_csv(
+        "SO-1,ACME,2024-03-01,DRILL,1,100.00",
+        "SO-1,ACME,2024-03-01,BITS,2,5.00",
+        "SO-1,ACME,2024-03-01,DRILL,2,100.00",
+        "SO-1,ACME,2024-03-01,DRILL,4,100.0000",
+        "SO-2,ACME,2024-03-01,DRILL,1,100.00",
+    )
+
+    result = run(data)
+
+    assert (result.lines_created, result.lines_merged, result.error_count) == (3, 2, 0)
+    assert history()[0][3] == [("BITS", 2, Decimal("5")), ("DRILL", 7, Decimal("100"))]
+
+
+def test_merged_rows_with_different_prices_get_the_quantity_weighted_average(products, monkeypatch):
+    monkeypatch.setattr(staging_module, "PAGE", 2)  # the rows are read back in pages
+    data = make_csv(
+        "SO-1,ACME,2024-03-01,DRILL,1,10.00",
+        "SO-1,ACME,2024-03-01,DRILL,2,11.00",  # (10 + 22) / 3 = 10.66666.. -> 10.6667
+        "SO-1,ACME,2024-03-01,BITS,1,0.0001",
+        "SO-1,ACME,2024-03-01,BITS,1,0.0000",  # 0.00005 -> rounded half up: 0.0001
+        "SO-2,ACME,2024-03-01,DRILL,3,1.00",
+        "SO-2,ACME,2024-03-01,GLOVES,1,2.00",
+        "SO-2,ACME,2024-03-01,DRILL,1,0.00",  # 3 / 4 = 0.75
+    )
+
+    result = run(data)
+
+    assert result.lines_merged == 3
+    assert history() == [
+        (
+            "SO-1",
+            "ACME",
+            "2024-02-29T23:00:00+00:00",
+            [("BITS", 2, Decimal("0.0001")), ("DRILL", 3, Decimal("10.6667"))],
+        ),
+        ("SO-2", "ACME", "2024-02-29T23:00:00+00:00", [("DRILL", 4, Decimal("0.75")), ("GLOVES", 1, Decimal("2"))]),
+    ]
+
+
+def test_lines_of_an_order_need_not_follow_each_other(products):
+    data = make_csv(
+        "SO-1,ACME,2024-03-01,DRILL,1,1",
+        "SO-2,ACME,2024-03-02,DRILL,1,1",
+        "SO-1,ACME,2024-03-01,BITS,1,1",
+        "SO-1,ACME,2024-03-01,DRILL,2,1",
+    )
+
+    result = run(data)
+
+    assert (result.orders_created, result.lines_created, result.lines_merged) == (2, 3, 1)
+    assert history()[0][3] == [("BITS", 1, Decimal("1")), ("DRILL", 3, Decimal("1"))]
+
+
+# --- idempotency --------------------------------------------------------------------------------
+
+GOOD = make_csv(
+    "SO-1,ACME,2024-03-01T10:00,DRILL,1,129.00",
+    "SO-1,ACME,2024-03-01T10:00,BITS,3,12.50",
+    "SO-1,ACME,2024-03-01T10:00,BITS,1,12.00",
+    "SO-2,BUILDCO,2024-03-02,GLOVES,10,2.35",
+)
+
+
+def test_importing_the_same_file_again_changes_nothing(products):
+    run(GOOD)
+    before = history()
+    stamps = dict(Order.objects.values_list("external_id", "imported_at"))
+    ids = sorted(OrderLine.objects.values_list("id", flat=True))
+
+    result = run(GOOD)
+
+    assert result.ok and result.applied
+    assert (result.orders_created, result.orders_existing, result.orders_differing) == (0, 2, 0)
+    assert (result.lines_created, result.lines_merged, result.accounts_created) == (0, 0, 0)
+    assert history() == before
+    assert dict(Order.objects.values_list("external_id", "imported_at")) == stamps
+    assert sorted(OrderLine.objects.values_list("id", flat=True)) == ids
+
+
+def test_a_file_with_new_and_known_orders_adds_only_the_new_ones(products):
+    run(GOOD)
+
+    result = run(GOOD + b"SO-3,ACME,2024-03-03,DRILL,1,129.00\n")
+
+    assert (result.orders_created, result.orders_existing, result.lines_created) == (1, 2, 1)
+    assert [order[0] for order in history()] == ["SO-1", "SO-2", "SO-3"]
+
+
+SO_2 = "SO-2,BUILDCO,2024-03-02,GLOVES,10,2.35"
+
+
+@pytest.mark.parametrize(
+    "so_1",
+    [
+        ["SO-1,ACME,2024-03-01T10:00,DRILL,2,129.00", "SO-1,ACME,2024-03-01T10:00,BITS,4,12.375"],
+        ["SO-1,ACME,2024-03-01T10:00,DRILL,1,130.00", "SO-1,ACME,2024-03-01T10:00,BITS,4,12.375"],
+        ["SO-1,OTHER,2024-03-01T10:00,DRILL,1,129.00", "SO-1,OTHER,2024-03-01T10:00,BITS,4,12.375"],
+        ["SO-1,ACME,2024-03-01T11:00,DRILL,1,129.00", "SO-1,ACME,2024-03-01T11:00,BITS,4,12.375"],
+        [
+            "SO-1,ACME,2024-03-01T10:00,DRILL,1,129.00",
+            "SO-1,ACME,2024-03-01T10:00,BITS,4,12.375",
+            "SO-1,ACME,2024-03-01T10:00,GLOVES,1,2.35",
+        ],
+        ["SO-1,ACME,2024-03-01T10:00,DRILL,1,129.00"],
+    ],
+    ids=["quantity", "price", "account", "time", "a line more", "a line less"],
+)
+def test_a_known_order_that_differs_in_the_file_is_reported_not_overwritten(products, so_1):
+    run(GOOD)
+    before = history()
+    unchanged = make_csv("SO-1,ACME,2024-03-01T10:00,DRILL,1,129.00", "SO-1,ACME,2024-03-01T10:00,BITS,4,12.375", SO_2)
+    assert run(unchanged).orders_differing == 0  # the merged lines of GOOD, written as one line each
+
+    result = run(make_csv(*so_1, SO_2))
+
+    assert result.ok
+    assert (result.orders_created, result.orders_existing, result.orders_differing) == (0, 2, 1)
+    assert result.differing_orders == ["SO-1"]
+    assert history() == before
+
+
+def test_an_order_stored_otherwise_is_compared_too(products):
+    order = OrderFactory(
+        external_id="SO-1",
+        account=CustomerAccountFactory(external_id="ACME"),
+        ordered_at=datetime.datetime(2024, 3, 1, 9, tzinfo=UTC),
+    )
+    OrderLineFactory(order=order, product=products["DRILL"], quantity=1, unit_price=Decimal("129"))
+
+    same = run(make_csv("SO-1,ACME,2024-03-01T10:00,DRILL,1,129"))
+    other = run(make_csv("SO-1,ACME,2024-03-01T10:00,DRILL,1,129.0001"))
+
+    assert (same.orders_existing, same.orders_differing) == (1, 0)
+    assert (other.orders_existing, other.orders_differing, other.differing_orders) == (1, 1, ["SO-1"])
+
+
+# --- dry run ------------------------------------------------------------------------------------
+
+
+def test_dry_run_reports_what_would_happen_and_writes_nothing(products):
+    result, rejects = run_with_rejects(MIXED, dry_run=True, skip_invalid=True)
+
+    assert (result.dry_run, result.applied, result.refused) == (True, False, False)
+    assert (result.orders_created, result.lines_created, result.accounts_created, result.rejected_rows) == (2, 2, 2, 6)
+    assert counts() == {"orders": 0, "lines": 0, "accounts": 0}
+    assert rejects.count("\n") == 7  # a dry run still reports the rejected rows
+
+
+# --- time zones ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("cell", "stored"),
+    [
+        ("2024-03-01T10:15:00", datetime.datetime(2024, 3, 1, 9, 15, tzinfo=UTC)),  # naive: Europe/Amsterdam (CET)
+        ("2024-07-01 10:15", datetime.datetime(2024, 7, 1, 8, 15, tzinfo=UTC)),  # summer time (CEST)
+        ("2024-03-01", datetime.datetime(2024, 2, 29, 23, 0, tzinfo=UTC)),  # a date: local midnight
+        ("2024-03-01T10:15:00Z", datetime.datetime(2024, 3, 1, 10, 15, tzinfo=UTC)),
+        ("2024-03-01T10:15:00-05:00", datetime.datetime(2024, 3, 1, 15, 15, tzinfo=UTC)),
+        ("2024-03-01T10:15:30.250+01:00", datetime.datetime(2024, 3, 1, 9, 15, 30, 250000, tzinfo=UTC)),
+        ("2024-10-27T02:30:00", datetime.datetime(2024, 10, 27, 0, 30, tzinfo=UTC)),  # twice that night: the first
+        ("20240301T101500", datetime.datetime(2024, 3, 1, 9, 15, tzinfo=UTC)),  # ISO 8601 basic format
+    ],
+)
+def test_times_without_offset_are_read_in_the_configured_time_zone(products, cell, stored):
+    run(make_csv(f"SO-1,ACME,{cell},DRILL,1,1"))
+
+    order = Order.objects.get()
+    assert order.ordered_at == stored
+    assert order.ordered_at.tzinfo is not None
+
+
+@override_settings(TIME_ZONE="America/New_York")
+def test_the_time_zone_comes_from_the_settings(products):
+    run(make_csv("SO-1,ACME,2024-03-01T10:15:00,DRILL,1,1"))
+
+    assert Order.objects.get().ordered_at == datetime.datetime(2024, 3, 1, 15, 15, tzinfo=UTC)
+
+
+def test_the_same_instant_written_in_two_zones_is_one_time(products):
+    data = make_csv("SO-1,ACME,2024-03-01T10:15:00+01:00,DRILL,1,1", "SO-1,ACME,2024-03-01T09:15:00Z,BITS,1,1")
+
+    result = run(data)
+
+    assert (result.error_count, result.lines_created) == (0, 2)
+
+
+# --- every database gives the same result -------------------------------------------------------
+
+EVERYTHING = make_csv(
+    "SO-10,ACME,2024-03-01T10:00:00,DRILL,1,129.00",
+    "SO-10,ACME,2024-03-01T10:00:00,BITS,2,12.50",
+    "SO-10,ACME,2024-03-01T10:00:00,DRILL,2,128.50",
+    "SO-10,ACME,2024-03-01T10:00:00,GLOVES,-1,2.00",
+    "SO-11,BUILDCO,2024-03-31T02:30:00+02:00,GLOVES,10,2.3456",
+    "C-11,BUILDCO,2024-04-01,GLOVES,-10,2.3456",
+    "SO-12,ACME,2024-04-02,NOPE,1,1",
+    "SO-12,ACME,2024-04-02,DRILL,1,1",
+    "SO-13,NEWCO,2024-04-03,BATTERY,5,39.99",
+    "SO-13,NEWCO,2024-04-03,BATTERY,5,39.99",
+    "SO-14,NEWCO,2024-04-03,BATTERY,5,0",
+    "SO-14,OTHERCO,2024-04-03,BITS,5,0",
+    "SO-15,ACME,2024-04-04 23:59:59.999999,BATTERY,3,39.99",
+)
+EVERYTHING_HISTORY = [
+    (
+        "SO-10",
+        "ACME",
+        "2024-03-01T09:00:00+00:00",
+        [("BITS", 2, Decimal("12.5")), ("DRILL", 3, Decimal("128.6667"))],
+    ),
+    ("SO-11", "BUILDCO", "2024-03-31T00:30:00+00:00", [("GLOVES", 10, Decimal("2.3456"))]),
+    ("SO-15", "ACME", "2024-04-04T21:59:59.999999+00:00", [("BATTERY", 3, Decimal("39.99"))]),
+]
+EVERYTHING_REJECTS = (
+    "order_id,account_id,ordered_at,sku,quantity,unit_price,line,reason\n"
+    "SO-12,ACME,2024-04-02,NOPE,1,1,8,unknown SKU 'NOPE'\n"
+    "SO-12,ACME,2024-04-02,DRILL,1,1,9,order 'SO-12' is rejected as a whole: line 8 is bad\n"
+    "SO-13,NEWCO,2024-04-03,BATTERY,5,39.99,10,order 'SO-13' is rejected as a whole: line 11 is bad\n"
+    "SO-13,NEWCO,2024-04-03,BATTERY,5,39.99,11,duplicate line: the same as line 10\n"
+    "SO-14,NEWCO,2024-04-03,BATTERY,5,0,12,order 'SO-14' is rejected as a whole: line 13 is bad\n"
+    "SO-14,OTHERCO,2024-04-03,BITS,5,0,13,order 'SO-14' has account_id 'OTHERCO' here but 'NEWCO' on line 12\n"
+)
+
+
+def test_this_database_gives_the_agreed_result(products):
+    """The same literal expectations on SQLite and PostgreSQL (CI runs this module on both)."""
+    result, rejects = run_with_rejects(EVERYTHING, skip_invalid=True)
+
+    assert history() == EVERYTHING_HISTORY
+    assert rejects == EVERYTHING_REJECTS
+    assert [str(error) for error in result.errors] == [
+        "line 8: unknown SKU 'NOPE'",
+        "line 11: duplicate line: the same as line 10",
+        "line 13: order 'SO-14' has account_id 'OTHERCO' here but 'NEWCO' on line 12",
+    ]
+    summary = {key: value for key, value in result.to_dict().items() if key not in ("errors", "timings")}
+    assert summary == {
+        "dry_run": False,
+        "skip_invalid": True,
+        "applied": True,
+        "refused": False,
+        "rows": 13,
+        "orders_created": 3,
+        "orders_existing": 0,
+        "orders_differing": 0,
+        "lines_created": 4,
+        "lines_merged": 1,
+        "accounts_created": 2,
+        "credit_note_rows": 1,
+        "return_rows": 1,
+        "rejected_rows": 6,
+        "rejected_orders": 3,
+        "error_count": 3,
+        "differing_orders": [],
+        "ignored_columns": [],
+    }
+    assert sorted(CustomerAccount.objects.values_list("external_id", flat=True)) == ["ACME", "BUILDCO"]
+
+
+@pytest.mark.postgres
+def test_copy_and_executemany_loading_agree(products, monkeypatch):
+    """On PostgreSQL the rows go in by COPY; loading them as SQLite does gives the same."""
+    copied, copied_rejects = run_with_rejects(EVERYTHING, skip_invalid=True, dry_run=True)
+    monkeypatch.setattr(staging_module.Staging, "COPY_VENDORS", frozenset())
+    inserted, inserted_rejects = run_with_rejects(EVERYTHING, skip_invalid=True, dry_run=True)
+
+    assert copied_rejects == inserted_rejects == EVERYTHING_REJECTS
+    ignore = {"timings"}
+    assert {k: v for k, v in copied.to_dict().items() if k not in ignore} == {
+        k: v for k, v in inserted.to_dict().items() if k not in ignore
+    }
+    assert connection.vendor == "postgresql"
