@@ -14,11 +14,13 @@ ROLE_PERMISSIONS: dict[str, tuple[str, ...]] = {
     PRODUCT_SPECIALIST: (
         "catalog.*",
         "orders.view_*",
+        "accounts.view_customeraccount",
         "merchandising.*",
     ),
     MARKETING: (
         "catalog.view_*",
         "orders.view_*",
+        "accounts.view_customeraccount",
         "merchandising.view_*",
     ),
     ADMINISTRATOR: ("*",),

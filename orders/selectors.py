@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from django.db.models import Count, IntegerField, Max, Min, OuterRef, QuerySet, Subquery, Sum
+from django.db.models.functions import Coalesce
 
 from orders.models import Order, OrderLine
 
 
-def _per_order(aggregate) -> Subquery:
+def _per_order(aggregate) -> Coalesce:
     lines = OrderLine.objects.filter(order=OuterRef("pk")).order_by().values("order")
-    return Subquery(lines.annotate(value=aggregate).values("value"), output_field=IntegerField())
+    return Coalesce(Subquery(lines.annotate(value=aggregate).values("value"), output_field=IntegerField()), 0)
 
 
 def orders_for_list() -> QuerySet[Order]:
@@ -19,11 +20,6 @@ def orders_for_list() -> QuerySet[Order]:
     return Order.objects.select_related("account").annotate(
         line_count=_per_order(Count("id")), unit_count=_per_order(Sum("quantity"))
     )
-
-
-def order_lines(order: Order) -> QuerySet[OrderLine]:
-    """An order's lines with their products, by SKU."""
-    return OrderLine.objects.filter(order=order).select_related("product").order_by("product__sku")
 
 
 def order_history_summary() -> dict:

@@ -12,6 +12,7 @@ file, the file is read a second time to copy the rejected rows, in line order.
 from __future__ import annotations
 
 import csv
+import itertools
 import time
 from dataclasses import asdict, dataclass, field
 from typing import IO, Any
@@ -23,6 +24,7 @@ from orders.imports.reading import (
     COLUMNS,
     MAX_QUANTITY,
     FileError,
+    Header,
     check_column_map,
     clean_cells,
     parse_column_map,
@@ -164,8 +166,7 @@ def _run(
     result.rejected_rows = counts["rejected_rows"]
     result.rejected_orders = counts["rejected_orders"]
     result.errors = [
-        RowError(row[0], _reason(row))
-        for row, _ in zip(staging.rejections(errors_only=True), range(ERRORS_KEPT), strict=False)
+        RowError(row[0], _reason(row)) for row in itertools.islice(staging.rejections(errors_only=True), ERRORS_KEPT)
     ]
     lap = _lap(result, "check", lap)
 
@@ -185,7 +186,9 @@ def _run(
     result.applied = not result.dry_run
 
 
-def _stage(staging: Staging, result: OrdersImportResult, source, column_map, credit_prefix):
+def _stage(
+    staging: Staging, result: OrdersImportResult, source: IO[bytes], column_map: dict[str, str], credit_prefix: str
+) -> Header:
     """Read the file into the staging table; raise _Abort (with the errors in ``result``) if
     the file itself cannot be read."""
     text = text_stream(source)
@@ -244,7 +247,7 @@ def _reason(row: tuple) -> str:
     return f"order {order_id!r} is rejected as a whole: line {ref_line} is bad"
 
 
-def _write_rejects(staging: Staging, source: IO[bytes], header, rejects: IO[str]) -> None:
+def _write_rejects(staging: Staging, source: IO[bytes], header: Header, rejects: IO[str]) -> None:
     """Every rejected row as it is in the file, plus its line number and reason, in line order:
     the rejected lines (from the database, in pages) are matched against a second read of the
     file."""
@@ -252,10 +255,9 @@ def _write_rejects(staging: Staging, source: IO[bytes], header, rejects: IO[str]
     text = text_stream(source)
     try:
         lines = records(text)
-        first = next(lines, None)
-        cells = header.cells if header is not None else (first[1] if first else [])
-        writer.writerow([*clean_cells(cells), "line", "reason"])
-        width = len(cells)
+        next(lines)  # the header, as read the first time
+        writer.writerow([*clean_cells(header.cells), "line", "reason"])
+        width = header.width
         for row in staging.rejections():
             wanted = row[0]
             for line, cells in lines:

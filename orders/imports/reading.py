@@ -234,8 +234,8 @@ def parse_rows(
     reject: Callable[[int, str | None, str], Any],
 ) -> Counts:
     """Read every row after the header: skipped rows are counted, good ones go to ``stage`` as
-    (line, order_id, account_id, ordered_at, sku, quantity, unit_price), bad ones to ``reject``
-    as (line, order_id or None, message); a row gets the first problem found in it.
+    (line, order_id, account_id, ordered_at, sku, quantity, price in ten-thousandths), bad ones
+    to ``reject`` as (line, order_id or None, message); a row gets the first problem found in it.
 
     A row is only read as far as needed to know it is skipped: a credit note's cells after the
     order id, and a return line's cells after the quantity, are not checked.
@@ -303,7 +303,8 @@ def parse_rows(
             staged += 1
         except CellError as exc:
             errors += 1
-            message = BAD_ENCODING if has_bad_encoding(cells) else str(exc)
+            used = [cells[position] for position in header.positions if position < len(cells)]
+            message = BAD_ENCODING if has_bad_encoding(used) else str(exc)
             reject(line, order_id, message)
             # A failure may leave a cache half set: forget it all.
             last_order = last_account = last_at_text = None

@@ -79,6 +79,12 @@ _TYPES = {
     "postgresql": {"int": "bigint", "text": "text", "moment": "timestamptz", "price": "numeric(12, 4)"},
     "sqlite": {"int": "INTEGER", "text": "TEXT", "moment": "TEXT", "price": "NUMERIC"},
 }
+# Staged rows of the (order, SKU) groups that match a condition. Written as a row-value IN so
+# that both databases look the few groups up while scanning the rows once (SQLite would
+# otherwise index all the staged rows, PostgreSQL hash them all).
+IN_GROUPS = "(order_id, sku) IN (SELECT order_id, sku FROM import_lines WHERE {})"
+# Orders whose rows do not all have the same account and time.
+DISAGREEING = "import_orders WHERE account_id <> account_max OR ordered_at <> ordered_at_max"
 # An exact price from ten-thousandths (PostgreSQL: numeric division; SQLite: the correctly
 # rounded double, the same one SQLite stores for the decimal text).
 PRICE = "({} / 10000.0)"
@@ -244,8 +250,7 @@ class Staging:
             f"SELECT line, order_id, {Kind.DUPLICATE:d}, first_line FROM ("
             "SELECT r.line, r.order_id, MIN(r.line) OVER (PARTITION BY r.order_id, r.sku, r.quantity, "
             "r.price, r.account_id, r.ordered_at) AS first_line "
-            "FROM import_rows r JOIN (SELECT order_id, sku FROM import_lines WHERE n > 1) m "
-            "ON m.order_id = r.order_id AND m.sku = r.sku) d "
+            f"FROM import_rows r WHERE {IN_GROUPS.format('n > 1')}) d "
             "WHERE d.line <> d.first_line ON CONFLICT (line) DO NOTHING"
         )
         x(
@@ -259,19 +264,19 @@ class Staging:
             "INSERT INTO import_errors (line, order_id, kind, value, ref_line, ref_value, at, ref_at) "
             f"SELECT r.line, r.order_id, CASE WHEN r.account_id <> f.account_id THEN {Kind.ACCOUNT_DIFFERS:d} "
             f"ELSE {Kind.TIME_DIFFERS:d} END, r.account_id, f.line, f.account_id, r.ordered_at, f.ordered_at "
-            "FROM (SELECT order_id, first_line FROM import_orders "
-            "WHERE account_id <> account_max OR ordered_at <> ordered_at_max) o "
-            "JOIN import_rows f ON f.line = o.first_line "
-            "JOIN import_rows r ON r.order_id = o.order_id "
+            f"FROM (SELECT * FROM import_rows WHERE order_id IN (SELECT order_id FROM {DISAGREEING})) r "
+            f"JOIN (SELECT * FROM import_rows WHERE line IN (SELECT first_line FROM {DISAGREEING})) f "
+            "ON f.order_id = r.order_id "
             "WHERE r.account_id <> f.account_id OR r.ordered_at <> f.ordered_at "
             "ON CONFLICT (line) DO NOTHING"
         )
         x(
             "INSERT INTO import_errors (line, order_id, kind, value, ref_value) "
             f"SELECT r.line, r.order_id, {Kind.QUANTITY_TOO_LARGE:d}, r.sku, CAST(g.quantity AS {{text}}) "
-            "FROM import_rows r JOIN (SELECT order_id, sku, quantity FROM import_lines WHERE quantity > %s) g "
+            f"FROM (SELECT line, order_id, sku FROM import_rows WHERE {IN_GROUPS.format('quantity > %s')}) r "
+            "JOIN (SELECT order_id, sku, quantity FROM import_lines WHERE quantity > %s) g "
             "ON g.order_id = r.order_id AND g.sku = r.sku WHERE true ON CONFLICT (line) DO NOTHING",
-            (MAX_QUANTITY,),
+            (MAX_QUANTITY, MAX_QUANTITY),
         )
         x(
             "CREATE TEMPORARY TABLE import_bad_orders AS SELECT order_id, MIN(line) AS first_bad_line "
@@ -280,8 +285,9 @@ class Staging:
         x(
             "INSERT INTO import_errors (line, order_id, kind, ref_line) "
             f"SELECT r.line, r.order_id, {Kind.WITH_ORDER:d}, b.first_bad_line "
-            "FROM import_rows r JOIN import_bad_orders b ON b.order_id = r.order_id "
-            "WHERE true ON CONFLICT (line) DO NOTHING"
+            "FROM (SELECT line, order_id FROM import_rows "
+            "WHERE order_id IN (SELECT order_id FROM import_bad_orders)) r "
+            "JOIN import_bad_orders b ON b.order_id = r.order_id WHERE true ON CONFLICT (line) DO NOTHING"
         )
 
     def counts(self) -> dict[str, int]:
@@ -311,9 +317,9 @@ class Staging:
             "CREATE TEMPORARY TABLE import_mixed AS "
             "SELECT ROW_NUMBER() OVER (ORDER BY r.order_id, r.sku, r.line) AS seq, "
             "r.order_id, r.sku, r.quantity, r.price FROM import_rows r "
-            "JOIN (SELECT order_id, sku FROM import_lines WHERE price_min <> price_max) g "
-            "ON g.order_id = r.order_id AND g.sku = r.sku"
+            f"WHERE {IN_GROUPS.format('price_min <> price_max')}"
         )
+        self.execute("CREATE INDEX import_mixed_seq ON import_mixed (seq)")  # for reading it in pages
         rows = self.pages("SELECT seq, order_id, sku, quantity, price FROM import_mixed WHERE seq > %s ORDER BY seq")
         batch: list[tuple[str, str, int]] = []
         written = 0
