@@ -971,7 +971,11 @@ def _seed_data(*, users: bool, reset: bool, orders: int) -> dict[str, Any]:
         from orders.imports import orders_import
 
         accounts = demo_accounts()
-        customer_accounts_upsert(accounts=[account.__dict__ for account in accounts])
+        from accounts.models import CustomerAccount
+
+        # Like the products: accounts edited while trying the demo keep their edits unless reset.
+        present = set() if reset else set(CustomerAccount.objects.values_list("external_id", flat=True))
+        customer_accounts_upsert(accounts=[a.__dict__ for a in accounts if a.external_id not in present])
         imported = orders_import(source=io.BytesIO(orders_csv(products, accounts, orders=orders)))
         if imported.errors:
             raise DemoSeedError(list(imported.errors))

@@ -20,8 +20,10 @@ TIME_LIMITS = {"time_limit": settings.CELERY_TASK_TIME_LIMIT, "soft_time_limit":
 
 
 def _workers_available() -> bool:
-    # A chord needs a result backend; without one the blocks run in this worker, in-process.
-    return not settings.CELERY_TASK_ALWAYS_EAGER and bool(settings.CELERY_RESULT_BACKEND)
+    # A chord needs a result backend that supports chords (Redis; "rpc://" does not); without
+    # one the blocks run in this worker, in-process.
+    backend = settings.CELERY_RESULT_BACKEND or ""
+    return not settings.CELERY_TASK_ALWAYS_EAGER and backend.startswith("redis")
 
 
 def _run(task, run: MiningRun) -> str:

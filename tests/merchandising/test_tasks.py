@@ -144,3 +144,20 @@ def test_recompute_through_a_real_broker_and_worker():
         ("C", "D"): (2, 1, "pending"),
         ("D", "C"): (2, 1, "pending"),
     }
+
+
+@pytest.mark.parametrize(
+    ("eager", "backend", "expected"),
+    [
+        (True, "redis://127.0.0.1:6379/1", False),
+        (False, None, False),
+        (False, "rpc://", False),  # rpc cannot run chords: blocks stay in-process
+        (False, "redis://127.0.0.1:6379/1", True),
+    ],
+)
+def test_blocks_go_to_workers_only_with_a_chord_capable_backend(settings, eager, backend, expected):
+    from merchandising.tasks import _workers_available
+
+    settings.CELERY_TASK_ALWAYS_EAGER = eager
+    settings.CELERY_RESULT_BACKEND = backend
+    assert _workers_available() is expected
