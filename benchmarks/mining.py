@@ -14,9 +14,11 @@ Per size, on the PostgreSQL server the URL names, a throwaway database
 Each step runs in its own process, so that its peak RSS is its own (VmHWM):
 
 1. setup: ``migrate``; brands, categories, products (SKUs ``P000001``.., active, a brand and
-   a category each; 2% are pack variants of a base product), customer accounts, orders and
-   order lines (duplicate (order, product) lines merged into one line with a larger quantity,
-   as the import does) written with binary COPY (foreign-key triggers off for the order lines,
+   a category each; 2% are pack variants of a base product), customer accounts (as many as
+   the generator uses, max(10, orders // 60); the generated history does not say which
+   account placed an order, so each order gets a seeded uniform one), orders and order lines
+   (duplicate (order, product) lines merged into one line with a larger quantity, as the
+   import does) written with binary COPY (foreign-key triggers off for the orders and lines,
    integrity checked with anti-joins afterwards); ``VACUUM ANALYZE``; then the arrays the run
    will read (``order_history_load`` with the run's look-back) are saved for the baselines.
 2. run 1: ``suggestions_recompute(trigger="command")`` on the fresh database, timed from the
@@ -373,7 +375,10 @@ NESTED_PHASES = (
 )
 
 
-def _instrument(modules: dict, table: tuple, totals: dict) -> None:
+def _instrument(modules: dict, table: tuple, totals: dict, peaks: dict) -> None:
+    """Wrap each function: its total time and calls in ``totals``, the process's peak RSS
+    when it last returned in ``peaks`` (the phase where the peak first reaches its final
+    value is the one that sets it)."""
     for module_name, name, label in table:
         module = modules[module_name]
         original = getattr(module, name)
@@ -385,6 +390,7 @@ def _instrument(modules: dict, table: tuple, totals: dict) -> None:
             finally:
                 seconds, calls = totals.get(_label, (0.0, 0))
                 totals[_label] = (seconds + time.perf_counter() - start, calls + 1)
+                peaks[_label] = round(peak_rss_mb(), 1)
 
         setattr(module, name, functools.wraps(original)(timed))
 
@@ -398,7 +404,8 @@ def step_run(label: str) -> dict:
     from merchandising.services import recompute, suggestions_recompute
 
     totals: dict[str, tuple[float, int]] = {}
-    _instrument({"recompute": recompute, "selectors": selectors}, TOP_PHASES + NESTED_PHASES, totals)
+    peaks: dict[str, float] = {}
+    _instrument({"recompute": recompute, "selectors": selectors}, TOP_PHASES + NESTED_PHASES, totals, peaks)
     statements: dict[str, tuple[float, int]] = {}
 
     def sql_timer(execute, sql, params, many, context):
@@ -447,6 +454,7 @@ def step_run(label: str) -> dict:
         "cpu_seconds": cpu,
         "phases": phases,
         "blocks": totals.get("mine blocks", (0, 0))[1],
+        "peak_rss_after_phase_mb": peaks,
         "sql": {
             key: {"seconds": round(value[0], 4), "calls": value[1]}
             for key, value in sorted(statements.items(), key=lambda item: -item[1][0])
@@ -581,6 +589,16 @@ def _fmt_phases(run: dict) -> str:
     )
 
 
+def _peak_phase(run: dict) -> str:
+    """The first top-level phase after which the peak RSS had reached its final value."""
+    peaks = run.get("peak_rss_after_phase_mb", {})
+    order = [label for _module, _name, label in TOP_PHASES if label in peaks]
+    order.sort(key=lambda label: peaks[label])
+    final = max(peaks.values(), default=0.0)
+    reached = [label for label in order if peaks[label] >= final - 0.5]
+    return ", ".join(reached[:1]) or "?"
+
+
 def print_table(results: dict) -> None:
     header = (
         f"{'size':4} {'orders':>7} {'lines':>9} {'products':>13} {'pair-occ':>11} {'compute s':>9} "
@@ -621,6 +639,7 @@ def print_table(results: dict) -> None:
             print(f"{size} {key} {run['seconds']:6.2f} s (CPU {run['cpu_seconds']:.2f}): {_fmt_phases(run)}")
             slow = [f"{value['seconds']:.2f} s {sql!r} x{value['calls']}" for sql, value in run["sql"].items()]
             print("      statements: " + "; ".join(slow[:6]))
+            print(f"      peak RSS {run['peak_rss_mb']:.0f} MB, set in: {_peak_phase(run)}")
     print("\nLoad average (1, 5, 15 min) at the start / end of each size, and around run 1:")
     for size, row in results.items():
         if "error" in row:
@@ -674,7 +693,10 @@ def main() -> None:
         parser.error(f"unknown sizes {unknown}; choose from {sorted(SIZES)}")
     signal.signal(signal.SIGTERM, _terminate)
 
-    server = _server_version(args.database_url)
+    try:
+        server = _server_version(args.database_url)
+    except Exception as exc:  # noqa: BLE001 - any connection problem: say which server, stop
+        raise SystemExit(f"cannot reach PostgreSQL at {mask(args.database_url)}: {exc}") from None
     print(f"PostgreSQL {server} at {mask(args.database_url)}; load average {load_average()}", flush=True)
     report: dict = {}
     if args.output.exists():

@@ -279,7 +279,7 @@ def suggestions_store(*, run: MiningRun, history: OrderHistory, result: PairResu
             phase="done",
             progress=DONE,
             heartbeat_at=now,
-            finished_at=now,
+            finished_at=timezone.now(),  # after storing: the duration shown must include it
             orders=result.n_orders,
             lines=result.n_lines,
             products=result.n_products,
