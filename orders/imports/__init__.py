@@ -20,6 +20,7 @@ from typing import IO, Any
 from django.db import DatabaseError, connection, transaction
 from django.utils import timezone
 
+from catalog.imports import RowError  # one shape for every import's "line N: reason"
 from orders.imports.reading import (
     COLUMNS,
     MAX_QUANTITY,
@@ -40,15 +41,6 @@ __all__ = ["COLUMNS", "ERRORS_KEPT", "OrdersImportResult", "RowError", "orders_i
 ERRORS_KEPT = 1000  # errors listed in the result (all of them are counted and in the reject file)
 DIFFERING_KEPT = 100
 DEFAULT_CREDIT_PREFIX = "C"
-
-
-@dataclass
-class RowError:
-    line: int
-    message: str
-
-    def __str__(self) -> str:
-        return f"line {self.line}: {self.message}"
 
 
 @dataclass
