@@ -293,22 +293,8 @@ def suggestions_export_rows(*, queryset: QuerySet[Suggestion] | None = None) -> 
     """Header, then one formula-escaped row per suggestion, streamed in chunks."""
     yield list(EXPORT_COLUMNS)
     queryset = Suggestion.objects.all() if queryset is None else queryset
-    rows = queryset.order_by("source__sku", "-score", "target__sku").values_list(
-        "source__sku",
-        "target__sku",
-        "co_count",
-        "support",
-        "confidence",
-        "lift",
-        "score",
-        "status",
-        "stale",
-        "jaccard",
-        "decayed_co_count",
-        "previous_co_count",
-        "accounts",
-        "reject_reason",
-    )
+    fields = [{"source_sku": "source__sku", "target_sku": "target__sku"}.get(c, c) for c in EXPORT_COLUMNS]
+    rows = queryset.order_by("source__sku", "-score", "target__sku").values_list(*fields)
     for row in rows.iterator(chunk_size=CHUNK):
         (source, target, co_count, support, confidence, lift, score, status, stale, jaccard, decayed, previous,
          accounts, reason) = row  # fmt: skip
