@@ -9,11 +9,14 @@ as the browser (Playwright's own browser download is not needed):
     python3 -m venv /tmp/pw && /tmp/pw/bin/pip install playwright
 
 What it does: creates a fresh SQLite database (the file is deleted first), migrates it, loads
-the demo data (`seed_demo`, with DEBUG on so that the demo users exist), starts `runserver`
-on 127.0.0.1, signs in as the product specialist and then, like a person would, looks at the
-product list, checks and applies a small import, checks a broken file, edits one product and
-looks at its page. The project's own virtual environment (.venv) runs Django; this script only
-drives the browser. The server is stopped at the end, also on errors.
+the demo data (`seed_demo`, with DEBUG on so that the demo users exist: the catalog, 50,000
+orders and one mining run, about 15 s), runs a second mining (`mine_suggestions`, so that the
+run list shows a recompute with unchanged suggestions), starts `runserver` on 127.0.0.1, signs
+in as the product specialist and then, like a person would, looks at the product list, checks
+and applies a small import, checks a broken file, edits one product and looks at its page;
+then looks at the mining runs, one run, the suggestions, a backtest, the orders and one order.
+The project's own virtual environment (.venv) runs Django; this script only drives the
+browser. The server is stopped at the end, also on errors.
 """
 
 from __future__ import annotations
@@ -39,6 +42,8 @@ CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
 USERNAME, PASSWORD = "specialist", "demo-pass-2026"
 # A base product of the demo catalog with two pack variants (box of 500; 1000 and 5000 pcs).
 BASE_SKU = "FDW-0001"
+# The backtest: mine the orders before this date, test on the rest of the demo history (to 1 Nov 2026).
+BACKTEST_CUTOFF = "2026-08-01"
 WIDTH = 1280
 
 
@@ -123,6 +128,31 @@ def shoot(page, name: str, *, full_page: bool = False) -> None:
     print(f"{path.relative_to(ROOT)}: {path.stat().st_size // 1024} KB")
 
 
+def shoot_list(page, name: str, *, full_page: bool = False) -> None:
+    """Save a screenshot of a change list; when its table is wider than the window (it scrolls
+    sideways), take it in a wider window at a smaller scale, still WIDTH pixels wide."""
+    overflow = page.evaluate(
+        "() => { const r = document.querySelector('.results'); return r.scrollWidth - r.clientWidth; }"
+    )
+    if overflow <= 0:
+        shoot(page, name, full_page=full_page)
+        return
+    viewport = page.viewport_size
+    width = viewport["width"] + overflow + 16
+    context = page.context.browser.new_context(
+        storage_state=page.context.storage_state(),  # signed in, left-hand model list folded away
+        viewport={"width": width, "height": round(viewport["height"] * width / viewport["width"])},
+        device_scale_factor=WIDTH / width,
+    )
+    try:
+        wide = context.new_page()
+        wide.goto(page.url)
+        wide.wait_for_selector("#result_list")
+        shoot(wide, name, full_page=full_page)
+    finally:
+        context.close()
+
+
 def take(base_url: str, good_csv: Path, broken_csv: Path) -> None:
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(
@@ -171,7 +201,51 @@ def take(base_url: str, good_csv: Path, broken_csv: Path) -> None:
         page.goto(page.url)  # the page again, without the "changed successfully" message
         shoot(page, "product-page.png", full_page=True)
 
+        take_mining(page, base_url)
+        take_orders(page, base_url)
+
         browser.close()
+
+
+def take_mining(page, base_url: str) -> None:
+    """The mining runs (with "Recompute now" and "Backtest"), one run, the suggestions, a backtest."""
+    page.goto(f"{base_url}/admin/merchandising/miningrun/")
+    page.wait_for_selector("#recompute-now")
+    shoot_list(page, "mining-runs.png", full_page=True)  # two runs: no empty window below them
+
+    # The first run: the one seed_demo made (the list is newest first).
+    runs = page.locator("#result_list tbody tr th a")
+    runs.last.click()
+    page.wait_for_selector("fieldset.module")
+    shoot(page, "mining-run.png", full_page=True)
+
+    # The suggestions, narrowed down by two of the filters on the right.
+    page.goto(f"{base_url}/admin/merchandising/suggestion/?status=pending&min_lift=2")
+    page.wait_for_selector("#result_list")
+    shoot(page, "suggestions.png")
+
+    # A backtest at a cutoff: the configured ranking against the two baselines.
+    page.goto(f"{base_url}/admin/merchandising/miningrun/backtest/")
+    page.fill("#id_cutoff", BACKTEST_CUTOFF)
+    page.click("#backtest-form input[type=submit]")
+    page.wait_for_selector("#backtest-result", timeout=180_000)
+    shoot(page, "backtest.png", full_page=True)
+
+
+def take_orders(page, base_url: str) -> None:
+    """The order list and one order with its lines."""
+    page.goto(f"{base_url}/admin/orders/order/")
+    page.wait_for_selector("#result_list")
+    shoot(page, "order-list.png")
+
+    # The newest order with five lines or more (the list is newest first).
+    rows = page.locator("#result_list tbody tr")
+    for index in range(rows.count()):
+        if int(rows.nth(index).locator("td.field-line_count").inner_text()) >= 5:
+            break
+    rows.nth(index).locator("th a").click()
+    page.wait_for_selector(".inline-group")
+    shoot(page, "order-page.png", full_page=True)
 
 
 def main() -> None:
@@ -192,6 +266,7 @@ def main() -> None:
         env.pop(variable, None)
     manage(env, "migrate", "--noinput", "-v0")
     print(manage(env, "seed_demo").strip())
+    print(manage(env, "mine_suggestions").strip())
     IMG.mkdir(parents=True, exist_ok=True)
 
     base_url = f"http://127.0.0.1:{options.port}"
