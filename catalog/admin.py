@@ -37,6 +37,7 @@ from catalog.services import (
     products_set_excluded,
     products_set_status,
 )
+from config.admin_site import ReadOnlyAdminMixin
 
 MAX_UPLOAD_BYTES = 100 * 1024 * 1024
 PREVIEW_ERRORS_SHOWN = 500
@@ -336,7 +337,7 @@ class ProductAdmin(admin.ModelAdmin):
 
 
 @admin.register(ProductChange)
-class ProductChangeAdmin(admin.ModelAdmin):
+class ProductChangeAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     """The catalog's audit trail, searchable across products; nobody edits it."""
 
     list_display = ["changed_at", "product_link", "action", "source", "actor", "reference", "summary"]
@@ -344,15 +345,6 @@ class ProductChangeAdmin(admin.ModelAdmin):
     list_select_related = ["actor"]
     search_fields = ["sku", "reference"]
     date_hierarchy = "changed_at"
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
     @admin.display(description="product", ordering="sku")
     def product_link(self, obj: ProductChange) -> str:

@@ -36,3 +36,17 @@ class BackOfficeAdminSite(admin.AdminSite):
             return inner(request, *args, **kwargs)
 
         return wrapper
+
+
+class ReadOnlyAdminMixin:
+    """Viewing only: no add, change or delete for anyone, whatever their permissions. For
+    records of what happened (history, runs, imported orders) and machine output."""
+
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False

@@ -14,6 +14,7 @@ from django.utils.decorators import method_decorator
 from django.utils.html import format_html
 from django.views.decorators.cache import never_cache
 
+from config.admin_site import ReadOnlyAdminMixin
 from merchandising.filters import (
     LastRunFilter,
     MinCoCountFilter,
@@ -62,7 +63,7 @@ class BacktestForm(forms.Form):
 
 
 @admin.register(MiningRun)
-class MiningRunAdmin(admin.ModelAdmin):
+class MiningRunAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     list_display = [
         "id",
         "created_at",
@@ -126,14 +127,6 @@ class MiningRunAdmin(admin.ModelAdmin):
         css = {"all": ["merchandising/mining.css"]}
 
     # Runs are records of what happened: made by the button, the schedule or the command.
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
     @admin.display(description="progress")
     def progress_display(self, obj: MiningRun) -> str:
@@ -250,7 +243,7 @@ class MiningSettingsAdmin(admin.ModelAdmin):
 
 
 @admin.register(Suggestion)
-class SuggestionAdmin(admin.ModelAdmin):
+class SuggestionAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     """Every mined pair with its metrics; reviewing happens in the review queue."""
 
     list_display = [
@@ -303,15 +296,6 @@ class SuggestionAdmin(admin.ModelAdmin):
         "updated_at",
     ]
     readonly_fields = fields
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
     @admin.display(description="source", ordering="source__sku")
     def source_sku(self, obj: Suggestion) -> str:

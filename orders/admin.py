@@ -9,21 +9,9 @@ from django.urls import reverse
 from django.utils.html import format_html
 
 from accounts.models import CustomerAccount
+from config.admin_site import ReadOnlyAdminMixin
 from orders.models import Order, OrderLine
 from orders.selectors import orders_for_list
-
-
-class ReadOnlyMixin:
-    """Viewing only: no add, change or delete for anyone, whatever their permissions."""
-
-    def has_add_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_delete_permission(self, request, obj=None) -> bool:
-        return False
 
 
 class AccountFilter(admin.SimpleListFilter):
@@ -53,7 +41,7 @@ def orders_url(account: CustomerAccount) -> str:
     return f"{reverse('admin:orders_order_changelist')}?{query}"
 
 
-class OrderLineInline(ReadOnlyMixin, admin.TabularInline):
+class OrderLineInline(ReadOnlyAdminMixin, admin.TabularInline):
     model = OrderLine
     fields = ["product", "quantity", "unit_price", "total"]
     readonly_fields = fields
@@ -70,7 +58,7 @@ class OrderLineInline(ReadOnlyMixin, admin.TabularInline):
 
 
 @admin.register(Order)
-class OrderAdmin(ReadOnlyMixin, admin.ModelAdmin):
+class OrderAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     list_display = ["external_id", "account_link", "ordered_at", "line_count", "unit_count", "imported_at"]
     list_filter = [AccountFilter, "account__segment", "ordered_at"]
     date_hierarchy = "ordered_at"
