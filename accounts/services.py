@@ -19,10 +19,13 @@ def roles_sync(*, using: str = "default") -> dict[str, int]:
     counts: dict[str, int] = {}
     for role, patterns in ROLE_PERMISSIONS.items():
         group, _ = Group.objects.using(using).get_or_create(name=role)
+        granted = [pattern for pattern in patterns if not pattern.startswith("!")]
+        withheld = [pattern[1:] for pattern in patterns if pattern.startswith("!")]
         wanted = [
             perm
             for perm in permissions
-            if any(fnmatchcase(f"{perm.content_type.app_label}.{perm.codename}", pattern) for pattern in patterns)
+            if any(fnmatchcase(f"{perm.content_type.app_label}.{perm.codename}", pattern) for pattern in granted)
+            and not any(fnmatchcase(f"{perm.content_type.app_label}.{perm.codename}", pattern) for pattern in withheld)
         ]
         group.permissions.set(wanted)
         counts[role] = len(wanted)

@@ -26,7 +26,7 @@ Each step runs in its own process, so that its peak RSS is its own (VmHWM):
    accounts per pair, store in one transaction). The phase split comes from wrapping the
    functions the service calls (no change to the service).
 3. run 2: the same again on the same data: every suggestion comes back unchanged (the
-   steady-state weekly recompute, which still rewrites every row).
+   steady-state weekly recompute; unchanged suggestions are not written).
 4. the engine alone (``mine_pairs``, default ``MiningOptions``) and the two baselines of
    benchmarks/mining_engine.py (pure-Python ``Counter`` over ``itertools.combinations`` on a
    subset of the orders, extrapolated per pair-occurrence; DuckDB SQL self-join), each in its
@@ -630,6 +630,13 @@ def print_table(results: dict) -> None:
         " again, nothing changed;\nRSS = peak of the run-1 process; * pure Python extrapolated from a subset"
         " (see the JSON); x python = python s / compute s; eng/duck, e2e/duck <= 1: faster than DuckDB."
     )
+    for size, row in results.items():
+        if "error" not in row and "seconds_one_thread" in row["engine"]:
+            engine = row["engine"]
+            print(
+                f"{size}: compute with 1 thread instead of {engine['threads']}: {engine['seconds_one_thread']:.2f} s,"
+                f" x python {row['python']['seconds_extrapolated'] / engine['seconds_one_thread']:.1f}"
+            )
     print("\nPhase split (seconds):")
     for size, row in results.items():
         if "error" in row:

@@ -14,7 +14,8 @@ then runs in its own subprocess, which loads the arrays and reports its own peak
 libraries and the input arrays):
 
 - engine: ``mine_pairs`` with the default ``MiningOptions`` (basket cap 50, top 20, min count
-  3, default score); time from the raw line arrays to the final sorted top-K pairs;
+  3, default score); time from the raw line arrays to the final sorted top-K pairs, with as
+  many block threads as the process may use (``workers``; also printed: one thread);
 - pure Python: ``Counter`` over ``itertools.combinations`` of each deduplicated basket (same
   cap). It only counts unordered pairs (half the directed work, no metrics, no top-K), so it
   is a generous lower bound of a pure-Python engine. It runs on the first orders up to
@@ -82,15 +83,23 @@ def worker_engine(path: str, repeat: int) -> dict:
     orders, products, ages, n_products = _load(path)
     options = MiningOptions()
     mine_pairs(orders[:1000], products[:1000], ages[:1000], n_products, options)  # warm up imports
-    times = []
+    # With as many block threads as this process may use (what a run does, MINING_THREADS'
+    # default), and with one thread, to show what the threads add.
+    threads = len(os.sched_getaffinity(0)) or 1
+    times, single = [], []
     for _ in range(repeat):
         start = time.perf_counter()
-        result = mine_pairs(orders, products, ages, n_products, options)
+        result = mine_pairs(orders, products, ages, n_products, options, workers=threads)
         times.append(time.perf_counter() - start)
+        start = time.perf_counter()
+        mine_pairs(orders, products, ages, n_products, options, workers=1)
+        single.append(time.perf_counter() - start)
         rss = _peak_rss_mb()
     prepared = prepare(orders, products, ages, n_products, options)
     return {
         "seconds": min(times),
+        "threads": threads,
+        "seconds_one_thread": min(single),
         "peak_rss_mb": rss,
         "pairs": len(result),
         "pairs_scored": result.pairs_scored,
@@ -355,6 +364,10 @@ def print_table(results: dict) -> None:
             f"{engine['pair_occurrences']:11d} {engine['seconds']:9.2f} "
             f"{row['engine_pair_occurrences_per_second']:11.3g} {engine['peak_rss_mb']:7.0f} "
             f"{row['python']['seconds_extrapolated']:10.1f} {row['speedup_vs_python']:9.1f} {duck_s} {duck_rss} {ratio}"
+        )
+        print(
+            f"     engine with 1 thread instead of {engine['threads']}: {engine['seconds_one_thread']:.2f} s,"
+            f" x python {row['python']['seconds_extrapolated'] / engine['seconds_one_thread']:.1f}"
         )
         if "skipped" in duck:
             print(f"     {duck['skipped']}")

@@ -6,6 +6,7 @@ message that names the variable (see config/env.py).
 
 from __future__ import annotations
 
+import os
 from datetime import timedelta
 from pathlib import Path
 
@@ -213,6 +214,11 @@ CELERY_MAX_DELIVERIES = env_int("CELERY_MAX_DELIVERIES", 3, minimum=1)
 # Redis redelivers unacknowledged tasks after the visibility timeout: keep it above the hard limit.
 CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": CELERY_TASK_TIME_LIMIT + 300}
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
+
+# Threads an in-process mining run uses for its blocks and its account counting (the heavy
+# steps release the GIL; see merchandising.mining.map_blocks). Default: the CPUs this process
+# may use. On a shared worker machine, set it to what one run may take.
+MINING_THREADS = env_int("MINING_THREADS", len(os.sched_getaffinity(0)) or 1, minimum=1)
 
 # --- Cache ------------------------------------------------------------------------------------
 # Shared state (the Celery redelivery counter, later the API cache) must live in one place for

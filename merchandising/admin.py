@@ -271,6 +271,10 @@ class SuggestionAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     list_select_related = ["source", "target"]
     search_fields = ["source__sku", "target__sku"]
     list_per_page = 100
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).with_trend()
+
     fields = [
         "source",
         "target",
@@ -307,9 +311,9 @@ class SuggestionAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
 
     @admin.display(description="trend")
     def trend(self, obj: Suggestion) -> str:
-        if obj.previous_co_count is None:
+        change = obj.trend
+        if change is None:
             return "new"
-        change = obj.co_count - obj.previous_co_count
         return f"{change:+d}" if change else "="
 
     @admin.display(description="confidence", ordering="confidence")

@@ -33,7 +33,9 @@ class SuggestionFilterSet(django_filters.FilterSet):
     source_brand = django_filters.ModelChoiceFilter(field_name="source__brand", queryset=Brand.objects.all())
     min_lift = django_filters.NumberFilter(field_name="lift", lookup_expr="gte")
     min_co_count = django_filters.NumberFilter(field_name="co_count", lookup_expr="gte")
-    run = django_filters.ModelChoiceFilter(field_name="last_run", queryset=MiningRun.objects.all())
+    run = django_filters.ModelChoiceFilter(
+        field_name="last_run", queryset=MiningRun.objects.all(), label="Run that last changed its metrics"
+    )
 
     class Meta:
         model = Suggestion
@@ -102,7 +104,7 @@ class MinCoCountFilter(_MinimumFilter):
 
 
 class LastRunFilter(admin.SimpleListFilter):
-    title = "last seen in run"
+    title = "last changed in run"
     parameter_name = "run"
 
     def lookups(self, request, model_admin):

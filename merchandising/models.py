@@ -1,6 +1,7 @@
-"""Cross-sell suggestions and the mining runs that produce them.
+"""Cross-sell suggestions and the mining runs that produce them; their review (decisions,
+exclusion rules); links and what is published of them.
 
-Links, tiers, specials and the webshop API arrive with their issues.
+Tiers, specials and the webshop API arrive with their issues.
 """
 
 from __future__ import annotations
@@ -8,6 +9,7 @@ from __future__ import annotations
 from django.conf import settings
 from django.db import models
 from django.db.models import F, Q
+from django.db.models.functions import Coalesce
 
 
 class MiningSettings(models.Model):
@@ -102,11 +104,33 @@ class RejectReason(models.TextChoices):
     WRONG_BRAND = "wrong_brand", "Wrong brand"
     COMPETITOR = "competitor", "Competitor product"
     OTHER = "other", "Other"
+    EXCLUDED = "excluded", "Excluded by a rule"
+
+
+#: The reasons a reviewer picks (keys 1-5 in the queue); EXCLUDED is set by exclusion rules.
+REVIEW_REJECT_REASONS = [
+    RejectReason.UNRELATED,
+    RejectReason.INCOMPATIBLE,
+    RejectReason.WRONG_BRAND,
+    RejectReason.COMPETITOR,
+    RejectReason.OTHER,
+]
 
 
 class SuggestionQuerySet(models.QuerySet):
     def pending_review(self) -> SuggestionQuerySet:
         return self.filter(status=SuggestionStatus.PENDING, stale=False)
+
+    def with_trend(self) -> SuggestionQuerySet:
+        """Annotate ``changed_in_latest_run``: the latest successful run gave the row new
+        metrics (a recompute does not write unchanged rows, so ``previous_co_count`` is the
+        co_count before the last change); see ``Suggestion.trend``."""
+        latest = MiningRun.objects.filter(status=MiningRun.Status.SUCCEEDED).order_by("-pk").values("pk")[:1]
+        return self.annotate(
+            changed_in_latest_run=models.ExpressionWrapper(
+                Q(last_run_id=models.Subquery(latest)), output_field=models.BooleanField()
+            )
+        )
 
     def needs_attention(self) -> SuggestionQuerySet:
         """Approved pairs whose evidence dropped below the thresholds: a person decides."""
@@ -130,7 +154,9 @@ class Suggestion(models.Model):
     jaccard = models.FloatField()
     decayed_co_count = models.FloatField()
     score = models.FloatField(db_index=True)
-    previous_co_count = models.PositiveIntegerField(null=True, blank=True, help_text="co_count in the run before.")
+    previous_co_count = models.PositiveIntegerField(
+        null=True, blank=True, help_text="co_count before the run that last changed the metrics (last run)."
+    )
     accounts = models.PositiveIntegerField(default=0, help_text="Distinct customer accounts that bought both.")
     status = models.CharField(max_length=10, choices=SuggestionStatus.choices, default=SuggestionStatus.PENDING)
     reject_reason = models.CharField(max_length=20, choices=RejectReason.choices, blank=True)
@@ -139,10 +165,29 @@ class Suggestion(models.Model):
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+", db_index=False
     )
     decided_at = models.DateTimeField(null=True, blank=True)
+    # Snoozed: left out of the queue until a run newer than this one has succeeded.
+    snoozed_run = models.ForeignKey(
+        MiningRun, null=True, blank=True, on_delete=models.SET_NULL, related_name="+", db_index=False,
+        db_constraint=False,
+    )  # fmt: skip
     stale = models.BooleanField(default=False, help_text="No longer qualifies in the latest run.")
     stale_since = models.DateTimeField(null=True, blank=True)
-    first_run = models.ForeignKey(MiningRun, null=True, on_delete=models.SET_NULL, related_name="+", db_index=False)
-    last_run = models.ForeignKey(MiningRun, null=True, on_delete=models.SET_NULL, related_name="+", db_index=False)
+    # Provenance pointers without a database constraint: a foreign-key check per written row
+    # cost a third of a run's store (1.1M checks at 278k new pairs). Runs are never deleted
+    # (the admin is read-only); if one were, Django's SET_NULL still clears these.
+    first_run = models.ForeignKey(
+        MiningRun, null=True, on_delete=models.SET_NULL, related_name="+", db_index=False, db_constraint=False
+    )
+    last_run = models.ForeignKey(
+        MiningRun,
+        null=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        db_index=False,
+        db_constraint=False,
+        help_text="The run that last changed its metrics; a suggestion that is not stale was also seen by the "
+        "latest successful run.",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -167,6 +212,16 @@ class Suggestion(models.Model):
 
     def __str__(self) -> str:
         return f"{self.source_id} -> {self.target_id} ({self.status})"
+
+    @property
+    def trend(self) -> int | None:
+        """co_count against the run before the latest one: None for a pair new in the latest
+        run, 0 when unchanged. Needs ``Suggestion.objects.with_trend()``."""
+        if not self.changed_in_latest_run:
+            return 0
+        if self.previous_co_count is None:
+            return None
+        return self.co_count - self.previous_co_count
 
 
 class ExclusionRule(models.Model):
@@ -205,3 +260,297 @@ class ExclusionRule(models.Model):
 
     def __str__(self) -> str:
         return self.get_kind_display()
+
+
+# --- links and publishing ----------------------------------------------------------------------
+
+
+class LinkType(models.TextChoices):
+    CROSS_SELL = "cross_sell", "Cross-sell"
+    ACCESSORY = "accessory", "Accessory"
+    SPARE_PART = "spare_part", "Spare part"
+    SERVICE = "service", "Service"
+    CONSUMABLE = "consumable", "Consumable"
+    SUBSTITUTE = "substitute", "Substitute"
+    SUCCESSOR = "successor", "Successor"
+
+
+#: How a link reads on its source's page and, inverse, on its target's page.
+LINK_LABELS: dict[str, tuple[str, str]] = {
+    LinkType.CROSS_SELL: ("Frequently bought with", "Suggested with"),
+    LinkType.ACCESSORY: ("Has accessory", "Accessory of"),
+    LinkType.SPARE_PART: ("Needs spare part", "Spare part for"),
+    LinkType.SERVICE: ("Has service", "Service for"),
+    LinkType.CONSUMABLE: ("Uses consumable", "Consumable for"),
+    LinkType.SUBSTITUTE: ("Substitute", "Substitute for"),
+    LinkType.SUCCESSOR: ("Replaced by", "Replaces"),
+}
+#: The types counted for coverage (a product "has recommendations").
+COVERAGE_TYPES = [LinkType.CROSS_SELL, LinkType.ACCESSORY, LinkType.SPARE_PART]
+
+
+class LinkOrigin(models.TextChoices):
+    MANUAL = "manual", "Manual"
+    MINED = "mined", "Mined"
+
+
+class LinkQuerySet(models.QuerySet):
+    def active(self) -> LinkQuerySet:
+        """Not retired: what a specialist curates (published at once, or at the next publish
+        when publishing in batches)."""
+        return self.filter(retired_at__isnull=True)
+
+    def needs_attention(self) -> LinkQuerySet:
+        """Active links a person should look at: mined evidence gone stale, target no longer
+        active (discontinued or back to draft), or target replaced by a successor. "Keep"
+        (``attention_dismissed_at``) hides a link until a newer reason appears: for stale
+        evidence, a ``stale_since`` after the keep."""
+        from catalog.models import ProductStatus
+
+        replaced = Link.objects.active().filter(type=LinkType.SUCCESSOR).values("source_id")
+        undismissed = Q(attention_dismissed_at__isnull=True)
+        stale = Q(suggestion__stale=True) & (undismissed | Q(attention_dismissed_at__lt=F("suggestion__stale_since")))
+        target_gone = ~Q(target__status=ProductStatus.ACTIVE) & undismissed
+        successor = Q(target_id__in=replaced) & undismissed
+        return (
+            self.active()
+            .filter(stale | target_gone | successor)
+            .annotate(
+                # Coalesce: a manual link has no suggestion, and NULL is not False.
+                reason_stale=Coalesce(
+                    models.ExpressionWrapper(stale, output_field=models.BooleanField()), models.Value(False)
+                ),
+                reason_target_inactive=models.ExpressionWrapper(
+                    ~Q(target__status=ProductStatus.ACTIVE), output_field=models.BooleanField()
+                ),
+                reason_successor=models.ExpressionWrapper(
+                    Q(target_id__in=replaced), output_field=models.BooleanField()
+                ),
+            )
+        )
+
+
+class Link(models.Model):
+    """A typed link source -> target that a specialist approved or added: the working set.
+    What the webshop reads is ``PublishedLink``, written from this by ``links_publish``."""
+
+    source = models.ForeignKey("catalog.Product", on_delete=models.CASCADE, related_name="links_from")
+    target = models.ForeignKey("catalog.Product", on_delete=models.CASCADE, related_name="links_to")
+    type = models.CharField(max_length=20, choices=LinkType.choices, default=LinkType.CROSS_SELL)
+    position = models.PositiveIntegerField(help_text="Order within the source's links of this type, from 1.")
+    origin = models.CharField(max_length=10, choices=LinkOrigin.choices, default=LinkOrigin.MANUAL)
+    suggestion = models.ForeignKey(Suggestion, null=True, blank=True, on_delete=models.SET_NULL, related_name="links")
+    run = models.ForeignKey(
+        MiningRun, null=True, blank=True, on_delete=models.SET_NULL, related_name="+", db_index=False,
+        db_constraint=False,
+    )  # fmt: skip
+    # The mined evidence at approval time (a later run changes the suggestion, not these).
+    co_count = models.PositiveIntegerField(null=True, blank=True)
+    confidence = models.FloatField(null=True, blank=True)
+    lift = models.FloatField(null=True, blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    valid_from = models.DateField(null=True, blank=True)
+    valid_until = models.DateField(null=True, blank=True)
+    retired_at = models.DateTimeField(null=True, blank=True)
+    retired_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    retire_reason = models.CharField(max_length=200, blank=True)
+    # "Keep" on the needs-attention list: hidden there until a new reason appears.
+    attention_dismissed_at = models.DateTimeField(null=True, blank=True)
+
+    objects = LinkQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["source", "type", "position"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["source", "target", "type"],
+                condition=Q(retired_at__isnull=True),
+                name="merchandising_link_unique_active",
+            ),
+            models.CheckConstraint(condition=~Q(source=F("target")), name="merchandising_link_no_self_link"),
+            models.CheckConstraint(condition=Q(position__gte=1), name="merchandising_link_position_from_1"),
+            models.CheckConstraint(
+                condition=Q(valid_from__isnull=True)
+                | Q(valid_until__isnull=True)
+                | Q(valid_until__gte=F("valid_from")),
+                name="merchandising_link_valid_window",
+            ),
+        ]
+        indexes = [models.Index(fields=["source", "type", "position"], name="merch_link_source_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.source_id} -[{self.type}]-> {self.target_id}"
+
+
+class PublishState(models.Model):
+    """The one row (pk=1) saying what the webshop sees: the publish generation (a number that
+    changes with every publish, in the same transaction; the API's ETags use it) and whether
+    approvals publish immediately or wait for a batch publish."""
+
+    generation = models.PositiveBigIntegerField(default=0)
+    batch_mode = models.BooleanField(
+        default=False, help_text="Publish in batches: changes wait for the Publish button instead of going out at once."
+    )
+    published_at = models.DateTimeField(null=True, blank=True)
+    published_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+
+    class Meta:
+        verbose_name = verbose_name_plural = "publishing"
+        constraints = [models.CheckConstraint(condition=Q(pk=1), name="merchandising_publish_state_singleton")]
+
+    def __str__(self) -> str:
+        return f"Publish generation {self.generation}"
+
+    @classmethod
+    def load(cls) -> PublishState:
+        return cls.objects.get_or_create(pk=1)[0]
+
+
+class PublishedLinkQuerySet(models.QuerySet):
+    def published(self) -> PublishedLinkQuerySet:
+        """What the webshop may see (before the read-time checks of window and product status)."""
+        return self.filter(removed_generation__isnull=True)
+
+
+class PublishedLink(models.Model):
+    """A published copy of a link, as the webshop sees it. ``links_publish`` writes these in
+    one transaction with the generation; a removed link stays as a tombstone
+    (``removed_generation``) so that a bulk sync can delete it."""
+
+    link = models.OneToOneField(Link, on_delete=models.CASCADE, related_name="published")
+    source = models.ForeignKey("catalog.Product", on_delete=models.CASCADE, related_name="+")
+    target = models.ForeignKey("catalog.Product", on_delete=models.CASCADE, related_name="+")
+    type = models.CharField(max_length=20, choices=LinkType.choices)
+    position = models.PositiveIntegerField()
+    origin = models.CharField(max_length=10, choices=LinkOrigin.choices)
+    co_count = models.PositiveIntegerField(null=True, blank=True)
+    confidence = models.FloatField(null=True, blank=True)
+    lift = models.FloatField(null=True, blank=True)
+    run_number = models.PositiveBigIntegerField(null=True, blank=True, help_text="The mining run of a mined link.")
+    approved_at = models.DateTimeField(null=True, blank=True)
+    approved_by_role = models.CharField(max_length=80, blank=True)
+    valid_from = models.DateField(null=True, blank=True)
+    valid_until = models.DateField(null=True, blank=True)
+    added_generation = models.PositiveBigIntegerField()
+    changed_generation = models.PositiveBigIntegerField()
+    removed_generation = models.PositiveBigIntegerField(null=True, blank=True)
+    updated_at = models.DateTimeField()
+
+    objects = PublishedLinkQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["source", "type", "position"]
+        indexes = [
+            models.Index(fields=["source", "type", "position"], name="merch_published_source_idx"),
+            models.Index(fields=["updated_at", "id"], name="merch_published_updated_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.source_id} -[{self.type}]-> {self.target_id} (published)"
+
+
+class PublishEvent(models.Model):
+    """One publish: the generation it made, who, and what changed."""
+
+    generation = models.PositiveBigIntegerField(unique=True)
+    actor = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    batch = models.BooleanField(default=False, help_text="A batch publish (the Publish button).")
+    added = models.PositiveIntegerField(default=0)
+    removed = models.PositiveIntegerField(default=0)
+    changed = models.PositiveIntegerField(default=0)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-generation"]
+
+    def __str__(self) -> str:
+        return f"Publish #{self.generation}"
+
+
+class LinkChange(models.Model):
+    """History per product: every link added, reordered, retired, kept or replaced, with
+    who, when and how (the same transaction as the change)."""
+
+    class Action(models.TextChoices):
+        ADDED = "added", "Added"
+        REORDERED = "reordered", "Reordered"
+        RETIRED = "retired", "Retired"
+        KEPT = "kept", "Kept (needs attention dismissed)"
+        REPLACED = "replaced", "Replaced by successor"
+        CHANGED = "changed", "Changed"
+
+    class Via(models.TextChoices):
+        REVIEW = "review", "Review queue"
+        MANUAL = "manual", "Product links page"
+        BULK = "bulk", "Bulk action"
+        ATTENTION = "attention", "Needs attention"
+        IMPORT = "import", "Import"
+        COMMAND = "command", "Command"
+
+    link = models.ForeignKey(Link, null=True, on_delete=models.SET_NULL, related_name="changes")
+    product = models.ForeignKey("catalog.Product", on_delete=models.CASCADE, related_name="link_changes")
+    target = models.ForeignKey("catalog.Product", null=True, on_delete=models.SET_NULL, related_name="+")
+    type = models.CharField(max_length=20, choices=LinkType.choices)
+    action = models.CharField(max_length=20, choices=Action.choices)
+    via = models.CharField(max_length=20, choices=Via.choices)
+    actor = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    details = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["product", "-created_at"], name="merch_linkchange_product_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.get_action_display()} {self.type} link of {self.product_id}"
+
+
+# --- review decisions ----------------------------------------------------------------------------
+
+
+class Decision(models.Model):
+    """Every review decision: who, when, what and why; the undo of a decision is recorded on it."""
+
+    class Action(models.TextChoices):
+        APPROVE = "approve", "Approved"
+        REJECT = "reject", "Rejected"
+        SNOOZE = "snooze", "Snoozed"
+        EXCLUDE = "exclude", "Rejected by an exclusion rule"
+
+    suggestion = models.ForeignKey(Suggestion, on_delete=models.CASCADE, related_name="decisions")
+    action = models.CharField(max_length=10, choices=Action.choices)
+    link_type = models.CharField(max_length=20, choices=LinkType.choices, blank=True)
+    reject_reason = models.CharField(max_length=20, choices=RejectReason.choices, blank=True)
+    note = models.TextField(blank=True)
+    link = models.ForeignKey(Link, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    rule = models.ForeignKey(ExclusionRule, null=True, blank=True, on_delete=models.SET_NULL, related_name="decisions")
+    batch = models.UUIDField(null=True, blank=True, help_text="Decisions taken together (a bulk action).")
+    actor = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    undone_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["actor", "-created_at"], name="merch_decision_actor_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.get_action_display()} {self.suggestion_id}"
+
+
+class ReviewPreference(models.Model):
+    """A reviewer's saved queue filters."""
+
+    user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="review_preference")
+    filters = models.JSONField(default=dict, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return f"Review filters of {self.user_id}"

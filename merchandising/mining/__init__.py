@@ -4,7 +4,8 @@ Public API (import from here, not from the submodules):
 
 - ``MiningOptions``, ``Exclusions``: what to mine and what never to pair.
 - ``mine_pairs(order_idx, product_idx, order_age_days, n_products, options, exclusions)``:
-  the whole computation in-process, returns a ``PairResult``.
+  the whole computation in-process (``workers=N``: N blocks at a time in threads), returns a
+  ``PairResult``; ``map_blocks`` is that thread pool, for callers that mine block by block.
 - ``prepare`` -> ``Prepared``, ``block_ranges``, ``mine_block`` -> ``PairResult``, ``merge``:
   the same computation split so that the blocks can run anywhere (a Celery group/chord);
   ``mine_block`` returns the final pairs of the sources in [start, stop) (thresholds and
@@ -28,6 +29,7 @@ from merchandising.mining.engine import (
     PairResult,
     Prepared,
     block_ranges,
+    map_blocks,
     merge,
     mine_block,
     mine_pairs,
@@ -43,6 +45,7 @@ __all__ = [
     "Prepared",
     "backtest",
     "block_ranges",
+    "map_blocks",
     "merge",
     "mine_block",
     "mine_pairs",

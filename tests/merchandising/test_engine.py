@@ -286,6 +286,9 @@ def test_result_does_not_depend_on_block_size_or_block_order(data):
     whole = mine_pairs(*arrays, n_products, replace(options, block_size=n_products), exclusions)
     for block_size in range(1, n_products + 1):
         assert_same(mine_pairs(*arrays, n_products, replace(options, block_size=block_size), exclusions), whole)
+        # Blocks mined in threads, several at a time: the same result.
+        threaded = mine_pairs(*arrays, n_products, replace(options, block_size=block_size), exclusions, workers=3)
+        assert_same(threaded, whole)
     # The distributed path: blocks mined in any order, merged afterwards.
     prepared = prepare(*arrays, n_products, options)
     ranges = block_ranges(n_products, options.block_size)
@@ -498,6 +501,12 @@ def test_blocks_must_tile_and_come_from_one_mining():
         mine_block(prepared, 0, 2, replace(options, half_life_days=10.0))
     with pytest.raises(ValueError, match="inside"):
         mine_block(prepared, 4, 6, options)
+
+
+def test_workers_must_be_a_positive_integer():
+    for workers in (0, -1, 1.5, True):
+        with pytest.raises(ValueError, match="workers must be an integer >= 1"):
+            mine_pairs([0, 0], [0, 1], [0.0, 0.0], 2, workers=workers)
 
 
 def test_exclusion_arrays_are_checked():

@@ -119,9 +119,11 @@ def test_accounts_counts_distinct_accounts_with_an_order_containing_both():
     assert found == {("A", "B"): 2, ("B", "A"): 2, ("A", "C"): 1, ("C", "A"): 1}
 
 
+@pytest.mark.parametrize("threads", [1, 2])
 @pytest.mark.parametrize("seed", range(5))
-def test_pair_accounts_matches_a_brute_force_count(seed):
-    """pair_accounts (vectorised lookups, chunked) against sets, on random baskets."""
+def test_pair_accounts_matches_a_brute_force_count(seed, threads, settings):
+    """pair_accounts (vectorised lookups, chunked, chunks in threads) against sets, on random baskets."""
+    settings.MINING_THREADS = threads
     rng = np.random.default_rng(seed)
     n_orders, n_products, n_accounts = 300, 25, 12
     order_idx = rng.integers(0, n_orders, 2000).astype(np.int32)
@@ -146,7 +148,7 @@ def test_pair_accounts_matches_a_brute_force_count(seed):
         for a, b in zip(source.tolist(), target.tolist(), strict=True)
     ]
     original = recompute_module.ACCOUNT_LOOKUPS_CHUNK
-    recompute_module.ACCOUNT_LOOKUPS_CHUNK = 97  # many small chunks, some pairs spanning more than one
+    recompute_module.ACCOUNT_LOOKUPS_CHUNK = 97  # many small chunks
     try:
         found = recompute_module.pair_accounts(history=history, result=result, max_basket_size=cap)
     finally:
@@ -386,14 +388,18 @@ def test_two_runs_on_the_same_data_give_identical_suggestions():
     a, b, c, d = (ProductFactory(sku=sku) for sku in "ABCD")
     baskets_create([[a, b]] * 3 + [[a, b, c]] * 2 + [[c, d]] * 2, step=datetime.timedelta(days=-7))
     baskets_create([[b, d]] * 2, account=CustomerAccountFactory(), step=datetime.timedelta(days=-3))
-    recompute()
+    first_run = recompute()
     first = pairs()
     second_run = recompute()
     second = pairs()
     third_run = recompute()
     assert pairs() == second
-    assert second == {key: {**value, "previous_co_count": value["co_count"]} for key, value in first.items()}
+    # Unchanged pairs are not written at all: same metrics, same previous co_count (none:
+    # they are new in the first run), still the first run's, same updated_at.
+    assert second == first
     assert len(first) == 10
+    assert set(Suggestion.objects.values_list("first_run_id", "last_run_id")) == {(first_run.pk, first_run.pk)}
+    assert Suggestion.objects.filter(updated_at__gt=first_run.finished_at).count() == 0
     for run in (second_run, third_run):
         assert (run.suggestions_new, run.suggestions_updated, run.suggestions_unchanged, run.suggestions_stale) == (
             0,
@@ -562,7 +568,9 @@ def test_a_failure_while_mining_is_recorded(monkeypatch):
 # --- progress -------------------------------------------------------------------------------------
 
 
-def test_progress_is_written_between_phases_and_blocks(monkeypatch):
+@pytest.mark.parametrize("threads", [1, 2])
+def test_progress_is_written_between_phases_and_blocks(monkeypatch, settings, threads):
+    settings.MINING_THREADS = threads
     a, b, c, d = simple_history()
     seen = []
     real = recompute_module.run_progress
@@ -577,7 +585,8 @@ def test_progress_is_written_between_phases_and_blocks(monkeypatch):
     assert seen == [
         ("loading history", 2, "running"),
         ("preparing", 10, "running"),
-        ("mining block 1 of 2", 47, "running"),
+        # one thread: a progress step per block; two: both blocks mine at once, one step
+        *([("mining block 1 of 2", 47, "running")] if threads == 1 else []),
         ("mining block 2 of 2", 80, "running"),
         ("counting accounts", 80, "running"),
         ("storing suggestions", 85, "running"),
@@ -602,7 +611,7 @@ def test_distributed_blocks_give_the_same_suggestions_as_in_process(eager_chord)
     a, b, c, d = simple_history()
     baskets_create([[b, c, d]] * 2, account=CustomerAccountFactory())
     in_process = recompute(block_size=1)
-    expected = {key: {**value, "previous_co_count": value["co_count"]} for key, value in pairs().items()}
+    expected = pairs()
     run = suggestions_recompute(
         trigger=MiningRun.Trigger.SCHEDULE, overrides={**LOOSE, "block_size": 1}, distribute=True
     )

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import psycopg
 from django.db import connection
 from django.db.models import Max, QuerySet
 from django.utils import timezone
@@ -127,7 +128,14 @@ def _pg_arrays(queryset: QuerySet, outer: list[str]) -> list[np.ndarray]:
     sql, params = queryset.query.sql_with_params()
     names = ", ".join(f"c{i}" for i in range(len(outer)))
     select = ", ".join(f"array_send(array_agg({expression}))" for expression in outer)
-    with connection.cursor() as cursor:
+    connection.ensure_connection()
+    # A psycopg cursor of our own, not Django's client-side one: only a server-side-binding
+    # cursor can ask for a binary result, and a text result sends the bytea as hex, twice the
+    # bytes, decoded into a second copy (at 10M lines: +330 MB of peak memory, +40% time).
+    raw = psycopg.Cursor(connection.connection)
+    raw.format = psycopg.pq.Format.BINARY  # what connection.cursor(binary=True) sets
+    # Wrapped like Django's own cursors, so query logging and execute_wrappers still see it.
+    with connection.make_debug_cursor(raw) if connection.queries_logged else connection.make_cursor(raw) as cursor:
         cursor.execute(f"SELECT {select} FROM ({sql}) AS history ({names})", params)
         blobs = cursor.fetchone()
     arrays = []

@@ -1,0 +1,413 @@
+"""Links and publishing: every write to ``Link`` and ``PublishedLink`` goes through here.
+
+A ``Link`` is the working set a specialist curates; ``PublishedLink`` is what the webshop
+reads. ``links_publish`` brings the published copy in line with the working set in one
+transaction, together with a new publish generation (the API's ETags use it), so a reader
+sees the old set or the new one, never half of it. Without batch mode every change publishes
+its own source products at once (same transaction as the change); with batch mode
+(``PublishState.batch_mode``) changes wait for a batch publish, whose diff
+``publish_diff`` shows first.
+
+Every change writes a ``LinkChange`` row (who, when, how) in the same transaction.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from django.core.exceptions import ValidationError
+from django.db import transaction
+from django.db.models import Max
+from django.utils import timezone
+
+from catalog.models import Product
+from merchandising.models import (
+    Link,
+    LinkChange,
+    LinkOrigin,
+    LinkType,
+    PublishedLink,
+    PublishEvent,
+    PublishState,
+)
+
+# Fields copied from a Link into its PublishedLink; a difference in any means "changed".
+PUBLISHED_FIELDS = (
+    "source_id",
+    "target_id",
+    "type",
+    "position",
+    "origin",
+    "co_count",
+    "confidence",
+    "lift",
+    "run_number",
+    "approved_at",
+    "approved_by_role",
+    "valid_from",
+    "valid_until",
+)
+
+
+class LinkError(ValidationError):
+    """A link change that cannot be made (the message says why)."""
+
+
+# --- publishing -----------------------------------------------------------------------------
+
+
+@dataclass
+class PublishDiff:
+    """What a publish would change: link ids per kind, plus the published rows to compare."""
+
+    added: list[dict] = field(default_factory=list)
+    removed: list[dict] = field(default_factory=list)
+    reordered: list[dict] = field(default_factory=list)  # position changed (maybe more)
+    changed: list[dict] = field(default_factory=list)  # other published fields changed
+
+    def __bool__(self) -> bool:
+        return bool(self.added or self.removed or self.reordered or self.changed)
+
+    @property
+    def counts(self) -> dict[str, int]:
+        return {
+            "added": len(self.added),
+            "removed": len(self.removed),
+            "reordered": len(self.reordered),
+            "changed": len(self.changed),
+        }
+
+
+def _working_rows(sources: Iterable[int] | None) -> dict[int, dict]:
+    links = Link.objects.active().select_related("created_by")
+    if sources is not None:
+        links = links.filter(source_id__in=list(sources))
+    rows = {}
+    role_cache: dict[int, str] = {}
+    for link in links.order_by():
+        approver = link.created_by
+        role = ""
+        if approver is not None:
+            if approver.pk not in role_cache:
+                role_cache[approver.pk] = ", ".join(approver.role_names)
+            role = role_cache[approver.pk]
+        rows[link.pk] = {
+            "source_id": link.source_id,
+            "target_id": link.target_id,
+            "type": link.type,
+            "position": link.position,
+            "origin": link.origin,
+            "co_count": link.co_count,
+            "confidence": link.confidence,
+            "lift": link.lift,
+            "run_number": link.run_id,
+            "approved_at": link.created_at,
+            "approved_by_role": role,
+            "valid_from": link.valid_from,
+            "valid_until": link.valid_until,
+        }
+    return rows
+
+
+def publish_diff(*, sources: Iterable[int] | None = None) -> PublishDiff:
+    """The difference between the working links and the published ones (of ``sources``, or
+    all). Each entry is a dict with ``link_id`` and the working (``new``) and/or published
+    (``old``) values."""
+    sources = None if sources is None else list(sources)
+    working = _working_rows(sources)
+    published_qs = PublishedLink.objects.published().order_by()
+    if sources is not None:
+        published_qs = published_qs.filter(source_id__in=sources)
+    published = {row["link_id"]: row for row in published_qs.values("link_id", *PUBLISHED_FIELDS)}
+    diff = PublishDiff()
+    for link_id, new in working.items():
+        old = published.get(link_id)
+        if old is None:
+            diff.added.append({"link_id": link_id, "new": new})
+        elif old["position"] != new["position"]:
+            diff.reordered.append({"link_id": link_id, "old": old, "new": new})
+        elif any(old[name] != new[name] for name in PUBLISHED_FIELDS):
+            diff.changed.append({"link_id": link_id, "old": old, "new": new})
+    # Published but no longer active (retired) or no longer in the sources' working set.
+    diff.removed = [{"link_id": link_id, "old": old} for link_id, old in published.items() if link_id not in working]
+    for kind in (diff.added, diff.removed, diff.reordered, diff.changed):
+        kind.sort(key=lambda item: item["link_id"])
+    return diff
+
+
+@dataclass
+class PublishResult:
+    generation: int
+    counts: dict[str, int]
+    event: PublishEvent | None
+
+
+@transaction.atomic
+def links_publish(*, actor, sources: Iterable[int] | None = None, batch: bool = False) -> PublishResult:
+    """Publish the working links of ``sources`` (all when None) in one transaction: published
+    copies added, updated and tombstoned, and the generation raised by one, only if anything
+    changed. Concurrent publishes queue on the publish state's row lock, so generations are
+    strictly increasing and each publish sees the previous one's result."""
+    PublishState.load()
+    state = PublishState.objects.select_for_update().get(pk=1)
+    diff = publish_diff(sources=sources)
+    if not diff:
+        return PublishResult(generation=state.generation, counts=diff.counts, event=None)
+    generation = state.generation + 1
+    now = timezone.now()
+    revived = set(
+        PublishedLink.objects.filter(
+            link_id__in=[item["link_id"] for item in diff.added], removed_generation__isnull=False
+        ).values_list("link_id", flat=True)
+    )
+    PublishedLink.objects.bulk_create(
+        [
+            PublishedLink(
+                link_id=item["link_id"],
+                added_generation=generation,
+                changed_generation=generation,
+                updated_at=now,
+                **item["new"],
+            )
+            for item in diff.added
+            if item["link_id"] not in revived
+        ]
+    )
+    updates = [item for item in diff.added if item["link_id"] in revived] + diff.reordered + diff.changed
+    for item in updates:
+        PublishedLink.objects.filter(link_id=item["link_id"]).update(
+            changed_generation=generation, removed_generation=None, updated_at=now, **item["new"]
+        )
+    PublishedLink.objects.filter(link_id__in=[item["link_id"] for item in diff.removed]).update(
+        removed_generation=generation, changed_generation=generation, updated_at=now
+    )
+    PublishState.objects.filter(pk=1).update(generation=generation, published_at=now, published_by=actor)
+    counts = diff.counts
+    event = PublishEvent.objects.create(
+        generation=generation,
+        actor=actor,
+        batch=batch,
+        added=counts["added"],
+        removed=counts["removed"],
+        changed=counts["reordered"] + counts["changed"],
+    )
+    return PublishResult(generation=generation, counts=counts, event=event)
+
+
+def publish_after_change(*, actor, sources: Iterable[int]) -> PublishResult | None:
+    """Called by every link change: publish its sources at once unless batch mode is on."""
+    if PublishState.load().batch_mode:
+        return None
+    return links_publish(actor=actor, sources=sources)
+
+
+@transaction.atomic
+def publish_settings_update(*, batch_mode: bool, actor) -> PublishState:
+    """Turn batch publishing on or off (administrators). Turning it off publishes whatever
+    was waiting, so that "immediate" holds from then on."""
+    PublishState.load()
+    PublishState.objects.filter(pk=1).update(batch_mode=batch_mode)
+    if not batch_mode:
+        links_publish(actor=actor, batch=True)
+    return PublishState.objects.get(pk=1)
+
+
+# --- link changes ---------------------------------------------------------------------------
+
+
+def _record(link: Link, action: str, *, actor, via: str, details: dict | None = None) -> LinkChange:
+    return LinkChange.objects.create(
+        link=link,
+        product_id=link.source_id,
+        target_id=link.target_id,
+        type=link.type,
+        action=action,
+        via=via,
+        actor=actor,
+        details=details or {},
+    )
+
+
+def _active_list(source_id: int, link_type: str) -> list[Link]:
+    return list(
+        Link.objects.active().select_for_update().filter(source_id=source_id, type=link_type).order_by("position", "id")
+    )
+
+
+def _renumber(links: list[Link]) -> None:
+    """Positions 1..n in list order, writing only the rows that move."""
+    for position, link in enumerate(links, start=1):
+        if link.position != position:
+            link.position = position
+            Link.objects.filter(pk=link.pk).update(position=position, updated_at=timezone.now())
+
+
+@transaction.atomic
+def link_add(
+    *,
+    source: Product,
+    target: Product,
+    link_type: str,
+    actor,
+    via: str = LinkChange.Via.MANUAL,
+    position: int | None = None,
+    valid_from=None,
+    valid_until=None,
+    origin: str = LinkOrigin.MANUAL,
+    suggestion=None,
+    publish: bool = True,
+) -> Link:
+    """Add a link at ``position`` (1 = first; None = last) of the source's links of that type.
+
+    Raises LinkError for a self-link, an unknown type or a link that already exists."""
+    if link_type not in LinkType.values:
+        raise LinkError(f"Unknown link type {link_type!r}.")
+    if source.pk == target.pk:
+        raise LinkError("A product cannot be linked to itself.")
+    siblings = _active_list(source.pk, link_type)
+    if any(link.target_id == target.pk for link in siblings):
+        raise LinkError(f"{source.sku} already has {target.sku} as {LinkType(link_type).label.lower()}.")
+    evidence = {}
+    if suggestion is not None:
+        evidence = {
+            "co_count": suggestion.co_count,
+            "confidence": suggestion.confidence,
+            "lift": suggestion.lift,
+            "run_id": suggestion.last_run_id,
+        }
+    link = Link(
+        source=source,
+        target=target,
+        type=link_type,
+        position=len(siblings) + 1,
+        origin=origin,
+        suggestion=suggestion,
+        created_by=actor,
+        valid_from=valid_from,
+        valid_until=valid_until,
+        **evidence,
+    )
+    link.full_clean(exclude=["source", "target", "suggestion"])
+    link.save()
+    if position is not None and 1 <= position <= len(siblings):
+        _renumber(siblings[: position - 1] + [link] + siblings[position - 1 :])
+    _record(link, LinkChange.Action.ADDED, actor=actor, via=via, details={"position": link.position})
+    if publish:
+        publish_after_change(actor=actor, sources=[source.pk])
+    return link
+
+
+@transaction.atomic
+def links_reorder(
+    *, source: Product, link_type: str, link_ids: list[int], actor, via: str = LinkChange.Via.MANUAL
+) -> list[Link]:
+    """Set the order of all of the source's active links of one type: ``link_ids`` must list
+    each of them exactly once. One history entry for the whole new order."""
+    current = _active_list(source.pk, link_type)
+    by_id = {link.pk: link for link in current}
+    if len(link_ids) != len(set(link_ids)) or set(link_ids) != set(by_id):
+        raise LinkError(
+            "The new order must list every active link of this type exactly once "
+            "(someone may have changed the list meanwhile: reload the page)."
+        )
+    before = [link.target_id for link in current]
+    ordered = [by_id[pk] for pk in link_ids]
+    if [link.pk for link in ordered] == [link.pk for link in current]:
+        return current
+    _renumber(ordered)
+    LinkChange.objects.create(
+        link=None,
+        product=source,
+        target=None,
+        type=link_type,
+        action=LinkChange.Action.REORDERED,
+        via=via,
+        actor=actor,
+        details={"before": before, "after": [link.target_id for link in ordered]},
+    )
+    publish_after_change(actor=actor, sources=[source.pk])
+    return ordered
+
+
+@transaction.atomic
+def link_retire(
+    *, link_id: int, actor, reason: str = "", via: str = LinkChange.Via.MANUAL, publish: bool = True
+) -> Link:
+    """Retire an active link (it leaves the webshop at the next publish, at once without
+    batch mode); the links after it move up. Raises LinkError if it is already retired."""
+    now = timezone.now()
+    link = Link.objects.select_for_update().filter(pk=link_id).first()
+    if link is None or link.retired_at is not None:
+        raise LinkError("This link is already retired (or gone): reload the page.")
+    Link.objects.filter(pk=link_id).update(retired_at=now, retired_by=actor, retire_reason=reason[:200], updated_at=now)
+    link.refresh_from_db()
+    _renumber(_active_list(link.source_id, link.type))
+    _record(link, LinkChange.Action.RETIRED, actor=actor, via=via, details={"reason": reason} if reason else {})
+    if publish:
+        publish_after_change(actor=actor, sources=[link.source_id])
+    return link
+
+
+@transaction.atomic
+def link_keep(*, link_id: int, actor) -> Link:
+    """ "Keep" on the needs-attention list: the link stays, and leaves the list until a new
+    reason appears (a later stale flag, discontinuation or successor)."""
+    now = timezone.now()
+    updated = Link.objects.active().filter(pk=link_id).update(attention_dismissed_at=now, updated_at=now)
+    if not updated:
+        raise LinkError("This link is retired (or gone): reload the page.")
+    link = Link.objects.get(pk=link_id)
+    _record(link, LinkChange.Action.KEPT, actor=actor, via=LinkChange.Via.ATTENTION)
+    return link
+
+
+def successor_of(product_id: int) -> Product | None:
+    """The first active successor link's target of a product (its replacement), if any."""
+    link = (
+        Link.objects.active()
+        .filter(source_id=product_id, type=LinkType.SUCCESSOR)
+        .select_related("target")
+        .order_by("position", "id")
+        .first()
+    )
+    return link.target if link else None
+
+
+@transaction.atomic
+def link_replace_by_successor(*, link_id: int, actor) -> Link:
+    """Replace a link's target by the target's successor: the old link is retired and a new
+    one to the successor takes its place (same type and position)."""
+    link = Link.objects.select_for_update().filter(pk=link_id, retired_at__isnull=True).select_related("source").first()
+    if link is None:
+        raise LinkError("This link is retired (or gone): reload the page.")
+    successor = successor_of(link.target_id)
+    if successor is None:
+        raise LinkError("The target has no successor.")
+    if successor.pk == link.source_id:
+        raise LinkError("The successor is the source product itself.")
+    position = link.position
+    link_retire(
+        link_id=link.pk, actor=actor, reason="replaced by successor", via=LinkChange.Via.ATTENTION, publish=False
+    )
+    existing = Link.objects.active().filter(source_id=link.source_id, target=successor, type=link.type).first()
+    if existing is None:
+        existing = link_add(
+            source=link.source,
+            target=successor,
+            link_type=link.type,
+            actor=actor,
+            via=LinkChange.Via.ATTENTION,
+            position=position,
+            publish=False,
+        )
+    _record(
+        link, LinkChange.Action.REPLACED, actor=actor, via=LinkChange.Via.ATTENTION, details={"successor": successor.pk}
+    )
+    publish_after_change(actor=actor, sources=[link.source_id])
+    return existing
+
+
+def next_position(source_id: int, link_type: str) -> int:
+    top = Link.objects.active().filter(source_id=source_id, type=link_type).aggregate(top=Max("position"))["top"]
+    return (top or 0) + 1

@@ -1,0 +1,418 @@
+"""Review decisions on suggestions: approve (creates the link), reject with a reason, snooze,
+exclusion rules made from the queue, bulk decisions and undo.
+
+Every decision is a conditional update of a pending suggestion (``status = pending`` in the
+WHERE clause): of two reviewers deciding the same suggestion at the same moment exactly one
+changes the row, the other gets ``AlreadyDecided`` naming who decided what and when. The
+decision, its ``Decision`` record and the link it creates are one transaction.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from django.core.exceptions import ValidationError
+from django.db import transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from catalog.models import CATEGORY_SEPARATOR, Category
+from merchandising.models import (
+    REVIEW_REJECT_REASONS,
+    Decision,
+    ExclusionRule,
+    LinkChange,
+    LinkOrigin,
+    LinkType,
+    MiningRun,
+    RejectReason,
+    Suggestion,
+    SuggestionStatus,
+)
+from merchandising.services.links import LinkError, link_add, link_retire, publish_after_change
+
+
+class ReviewError(ValidationError):
+    """A decision that cannot be taken as asked (bad reason, unknown suggestion, ...)."""
+
+
+class AlreadyDecided(ReviewError):
+    """Someone decided this suggestion first; ``suggestion`` holds who, what and when."""
+
+    def __init__(self, suggestion: Suggestion):
+        self.suggestion = suggestion
+        who = suggestion.decided_by.get_username() if suggestion.decided_by else "someone"
+        when = timezone.localtime(suggestion.decided_at).strftime("%Y-%m-%d %H:%M") if suggestion.decided_at else "?"
+        status = suggestion.get_status_display().lower()
+        if suggestion.status == SuggestionStatus.PENDING:
+            message = "This suggestion is no longer in the queue (snoozed or gone stale)."
+        else:
+            message = f"Already {status} by {who} at {when}."
+        super().__init__(message)
+
+
+def _latest_run_id() -> int | None:
+    return (
+        MiningRun.objects.filter(status=MiningRun.Status.SUCCEEDED).order_by("-pk").values_list("pk", flat=True).first()
+    )
+
+
+def _conflict(suggestion_id: int) -> AlreadyDecided | ReviewError:
+    current = Suggestion.objects.select_related("decided_by").filter(pk=suggestion_id).first()
+    if current is None:
+        return ReviewError("This suggestion no longer exists.")
+    return AlreadyDecided(current)
+
+
+def _claim(suggestion_id: int, **changes) -> Suggestion:
+    """The conditional update at the heart of every decision: only a pending suggestion changes."""
+    updated = Suggestion.objects.filter(pk=suggestion_id, status=SuggestionStatus.PENDING).update(**changes)
+    if not updated:
+        raise _conflict(suggestion_id)
+    return Suggestion.objects.select_related("source", "target").get(pk=suggestion_id)
+
+
+@dataclass
+class DecisionOutcome:
+    decision: Decision
+    suggestion: Suggestion
+    reverse: Suggestion | None = None  # b -> a, when it is pending too (the UI offers to decide it)
+
+
+def _reverse_pending(suggestion: Suggestion) -> Suggestion | None:
+    return (
+        Suggestion.objects.pending_review()
+        .filter(source_id=suggestion.target_id, target_id=suggestion.source_id)
+        .first()
+    )
+
+
+@transaction.atomic
+def suggestion_approve(
+    *,
+    suggestion_id: int,
+    actor,
+    link_type: str = LinkType.CROSS_SELL,
+    batch: uuid.UUID | None = None,
+    publish: bool = True,
+) -> DecisionOutcome:
+    """Approve a pending suggestion as a link of ``link_type``: the link is created (mined,
+    with the evidence of now) and, without batch mode, published at once."""
+    if link_type not in LinkType.values:
+        raise ReviewError(f"Unknown link type {link_type!r}.")
+    now = timezone.now()
+    suggestion = _claim(
+        suggestion_id,
+        status=SuggestionStatus.APPROVED,
+        decided_by=actor,
+        decided_at=now,
+        reject_reason="",
+        reject_note="",
+        snoozed_run=None,
+    )
+    try:
+        link = link_add(
+            source=suggestion.source,
+            target=suggestion.target,
+            link_type=link_type,
+            actor=actor,
+            via=LinkChange.Via.BULK if batch else LinkChange.Via.REVIEW,
+            origin=LinkOrigin.MINED,
+            suggestion=suggestion,
+            publish=False,
+        )
+    except LinkError:
+        # The same link exists already (added by hand): the approval stands, no second link.
+        link = None
+    decision = Decision.objects.create(
+        suggestion=suggestion, action=Decision.Action.APPROVE, link_type=link_type, link=link, batch=batch, actor=actor
+    )
+    if publish:
+        publish_after_change(actor=actor, sources=[suggestion.source_id])
+    return DecisionOutcome(decision=decision, suggestion=suggestion, reverse=_reverse_pending(suggestion))
+
+
+def _check_reason(reason: str, note: str) -> None:
+    if reason not in REVIEW_REJECT_REASONS:
+        raise ReviewError(f"Pick a reason: {', '.join(str(r.label) for r in REVIEW_REJECT_REASONS)}.")
+    if reason == RejectReason.OTHER and not note.strip():
+        raise ReviewError('The reason "Other" needs a note.')
+
+
+@transaction.atomic
+def suggestion_reject(
+    *, suggestion_id: int, actor, reason: str, note: str = "", batch: uuid.UUID | None = None
+) -> DecisionOutcome:
+    """Reject a pending suggestion with a reason (``Other`` needs a note). A recompute never
+    brings it back to the queue."""
+    _check_reason(reason, note)
+    suggestion = _claim(
+        suggestion_id,
+        status=SuggestionStatus.REJECTED,
+        decided_by=actor,
+        decided_at=timezone.now(),
+        reject_reason=reason,
+        reject_note=note.strip(),
+        snoozed_run=None,
+    )
+    decision = Decision.objects.create(
+        suggestion=suggestion,
+        action=Decision.Action.REJECT,
+        reject_reason=reason,
+        note=note.strip(),
+        batch=batch,
+        actor=actor,
+    )
+    return DecisionOutcome(decision=decision, suggestion=suggestion, reverse=_reverse_pending(suggestion))
+
+
+@transaction.atomic
+def suggestion_snooze(*, suggestion_id: int, actor) -> DecisionOutcome:
+    """Take a pending suggestion out of the queue until the next successful run."""
+    latest = _latest_run_id()
+    updated = (
+        Suggestion.objects.filter(pk=suggestion_id, status=SuggestionStatus.PENDING)
+        .exclude(snoozed_run_id=latest)
+        .update(snoozed_run_id=latest)
+    )
+    if not updated:
+        raise _conflict(suggestion_id)
+    suggestion = Suggestion.objects.select_related("source", "target").get(pk=suggestion_id)
+    decision = Decision.objects.create(suggestion=suggestion, action=Decision.Action.SNOOZE, actor=actor)
+    return DecisionOutcome(decision=decision, suggestion=suggestion)
+
+
+# --- bulk -------------------------------------------------------------------------------------
+
+
+@dataclass
+class BulkPreview:
+    pending: int  # will be decided
+    already_decided: int  # approved or rejected meanwhile: left as they are
+    missing: int  # ids that do not exist
+
+
+def suggestions_bulk_preview(*, suggestion_ids: Iterable[int]) -> BulkPreview:
+    ids = set(suggestion_ids)
+    statuses = dict(Suggestion.objects.filter(pk__in=ids).values_list("pk", "status"))
+    pending = sum(1 for status in statuses.values() if status == SuggestionStatus.PENDING)
+    return BulkPreview(pending=pending, already_decided=len(statuses) - pending, missing=len(ids) - len(statuses))
+
+
+@dataclass
+class BulkOutcome:
+    batch: uuid.UUID
+    decided: list[int] = field(default_factory=list)
+    skipped: list[tuple[int, str]] = field(default_factory=list)  # (id, why)
+
+
+@transaction.atomic
+def suggestions_bulk_decide(
+    *,
+    suggestion_ids: Iterable[int],
+    action: str,
+    actor,
+    link_type: str = LinkType.CROSS_SELL,
+    reason: str = "",
+    note: str = "",
+) -> BulkOutcome:
+    """Approve or reject many suggestions as one batch (one undo undoes all of it). Each is a
+    conditional update: ones decided meanwhile are skipped and reported, not overwritten.
+    Approvals publish once, at the end, for all their sources."""
+    if action not in (Decision.Action.APPROVE, Decision.Action.REJECT):
+        raise ReviewError("Bulk decisions are approve or reject.")
+    if action == Decision.Action.REJECT:
+        _check_reason(reason, note)
+    if action == Decision.Action.APPROVE and link_type not in LinkType.values:
+        raise ReviewError(f"Unknown link type {link_type!r}.")
+    outcome = BulkOutcome(batch=uuid.uuid4())
+    sources = set()
+    for suggestion_id in sorted(set(suggestion_ids)):
+        try:
+            if action == Decision.Action.APPROVE:
+                done = suggestion_approve(
+                    suggestion_id=suggestion_id, actor=actor, link_type=link_type, batch=outcome.batch, publish=False
+                )
+                sources.add(done.suggestion.source_id)
+            else:
+                suggestion_reject(
+                    suggestion_id=suggestion_id, actor=actor, reason=reason, note=note, batch=outcome.batch
+                )
+        except ReviewError as exc:
+            outcome.skipped.append((suggestion_id, exc.messages[0]))
+            continue
+        outcome.decided.append(suggestion_id)
+    if sources:
+        publish_after_change(actor=actor, sources=sources)
+    return outcome
+
+
+# --- exclusion rules from the queue ---------------------------------------------------------------
+
+
+def _in_category(side: str, category: Category) -> Q:
+    return Q(**{f"{side}__category__path": category.path}) | Q(
+        **{f"{side}__category__path__startswith": category.path + CATEGORY_SEPARATOR}
+    )
+
+
+def exclusion_rule_matches(rule: ExclusionRule) -> Q:
+    """The suggestions a rule covers, as the mining run reads it (selectors.exclusion_arrays):
+    a product, brand or category rule on either side; a category pair in either direction."""
+    if rule.kind == ExclusionRule.Kind.PRODUCT:
+        return Q(source_id=rule.product_id) | Q(target_id=rule.product_id)
+    if rule.kind == ExclusionRule.Kind.BRAND:
+        return Q(source__brand_id=rule.brand_id) | Q(target__brand_id=rule.brand_id)
+    if rule.kind == ExclusionRule.Kind.CATEGORY:
+        return _in_category("source", rule.category) | _in_category("target", rule.category)
+    if rule.kind == ExclusionRule.Kind.CATEGORY_PAIR:
+        one, other = rule.category, rule.other_category
+        return (_in_category("source", one) & _in_category("target", other)) | (
+            _in_category("source", other) & _in_category("target", one)
+        )
+    raise ReviewError(f"Unknown rule kind {rule.kind!r}.")
+
+
+def exclusion_rule_preview(*, rule: ExclusionRule) -> int:
+    """How many pending suggestions saving this (new) rule rejects."""
+    return Suggestion.objects.filter(status=SuggestionStatus.PENDING).filter(exclusion_rule_matches(rule)).count()
+
+
+@dataclass
+class RuleOutcome:
+    rule: ExclusionRule
+    rejected: int
+    batch: uuid.UUID
+
+
+@transaction.atomic
+def exclusion_rule_create(*, rule: ExclusionRule, actor, suggestion_id: int | None = None) -> RuleOutcome:
+    """Save a new exclusion rule and reject, with the reason "Excluded by a rule", every
+    pending suggestion it covers (exactly ``exclusion_rule_preview`` of them). The mining run
+    respects the rule from then on. ``suggestion_id``: the suggestion the rule was made from
+    (recorded on its decision)."""
+    if rule.pk is not None:
+        raise ReviewError("exclusion_rule_create saves new rules only.")
+    rule.created_by = actor
+    rule.full_clean()
+    rule.save()
+    batch = uuid.uuid4()
+    now = timezone.now()
+    ids = list(
+        Suggestion.objects.select_for_update()
+        .filter(status=SuggestionStatus.PENDING)
+        .filter(exclusion_rule_matches(rule))
+        .values_list("pk", flat=True)
+    )
+    Suggestion.objects.filter(pk__in=ids, status=SuggestionStatus.PENDING).update(
+        status=SuggestionStatus.REJECTED,
+        reject_reason=RejectReason.EXCLUDED,
+        reject_note=rule.reason,
+        decided_by=actor,
+        decided_at=now,
+        snoozed_run=None,
+    )
+    Decision.objects.bulk_create(
+        [
+            Decision(
+                suggestion_id=pk,
+                action=Decision.Action.EXCLUDE,
+                reject_reason=RejectReason.EXCLUDED,
+                note=rule.reason,
+                rule=rule,
+                batch=batch,
+                actor=actor,
+            )
+            for pk in ids
+        ]
+    )
+    return RuleOutcome(rule=rule, rejected=len(ids), batch=batch)
+
+
+@transaction.atomic
+def exclusion_rule_delete(*, rule_id: int, actor) -> int:
+    """Delete a rule. The suggestions it rejected (and nobody decided since) go back to
+    pending, so the pairs come back to the queue at the next run that finds them. Returns
+    how many went back."""
+    rule = ExclusionRule.objects.select_for_update().filter(pk=rule_id).first()
+    if rule is None:
+        return 0
+    ids = list(
+        Decision.objects.filter(rule=rule, action=Decision.Action.EXCLUDE, undone_at__isnull=True).values_list(
+            "suggestion_id", flat=True
+        )
+    )
+    restored = Suggestion.objects.filter(
+        pk__in=ids, status=SuggestionStatus.REJECTED, reject_reason=RejectReason.EXCLUDED
+    ).update(status=SuggestionStatus.PENDING, reject_reason="", reject_note="", decided_by=None, decided_at=None)
+    Decision.objects.filter(rule=rule, undone_at__isnull=True).update(undone_at=timezone.now())
+    rule.delete()
+    return restored
+
+
+# --- undo ---------------------------------------------------------------------------------------
+
+
+@dataclass
+class UndoOutcome:
+    decisions: list[Decision]
+    suggestions: list[int]
+    message: str
+
+
+@transaction.atomic
+def decision_undo(*, actor) -> UndoOutcome | None:
+    """Undo the actor's last decision (a whole batch when it was a bulk action or an
+    exclusion rule): the suggestions go back to pending, a link the approval created is
+    retired (and unpublished), a rule made from the queue is deleted. Only what is still as
+    the decision left it is undone; None when there is nothing to undo."""
+    last = Decision.objects.filter(actor=actor, undone_at__isnull=True).order_by("-created_at", "-id").first()
+    if last is None:
+        return None
+    if last.batch is not None:
+        decisions = list(
+            Decision.objects.filter(batch=last.batch, actor=actor, undone_at__isnull=True).select_related("rule")
+        )
+    else:
+        decisions = [last]
+    now = timezone.now()
+    restored: list[int] = []
+    sources: set[int] = set()
+    rule = decisions[0].rule if decisions[0].action == Decision.Action.EXCLUDE else None
+    for decision in decisions:
+        if decision.action == Decision.Action.SNOOZE:
+            if Suggestion.objects.filter(pk=decision.suggestion_id, status=SuggestionStatus.PENDING).update(
+                snoozed_run=None
+            ):
+                restored.append(decision.suggestion_id)
+            continue
+        status = SuggestionStatus.APPROVED if decision.action == Decision.Action.APPROVE else SuggestionStatus.REJECTED
+        back = Suggestion.objects.filter(pk=decision.suggestion_id, status=status, decided_by=actor).update(
+            status=SuggestionStatus.PENDING, reject_reason="", reject_note="", decided_by=None, decided_at=None
+        )
+        if not back:
+            continue
+        restored.append(decision.suggestion_id)
+        if decision.link_id is not None:
+            try:
+                link = link_retire(
+                    link_id=decision.link_id,
+                    actor=actor,
+                    reason="approval undone",
+                    via=LinkChange.Via.REVIEW,
+                    publish=False,
+                )
+                sources.add(link.source_id)
+            except LinkError:
+                pass  # retired meanwhile
+    Decision.objects.filter(pk__in=[d.pk for d in decisions]).update(undone_at=now)
+    if rule is not None:
+        ExclusionRule.objects.filter(pk=rule.pk).delete()
+    if sources:
+        publish_after_change(actor=actor, sources=sources)
+    label = last.get_action_display().lower()
+    count = len(restored)
+    message = f"Undone: {label} ({count} suggestion{'s' if count != 1 else ''} back in the queue)."
+    return UndoOutcome(decisions=decisions, suggestions=restored, message=message)
