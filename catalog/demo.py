@@ -949,7 +949,13 @@ def demo_seed(*, users: bool, reset: bool = False, orders: int = 0, mine: bool =
 
         run = suggestions_recompute(trigger=MiningRun.Trigger.DEMO)
         counts["run"] = run
-        counts["planted_recall"] = planted_recall(catalog_products())
+        products = catalog_products()
+        counts["planted_recall"] = planted_recall(products)
+        if run.status == MiningRun.Status.SUCCEEDED:
+            from merchandising.demo import demo_review_seed
+
+            anchors = sorted({anchor for anchor, _partner in planted_pairs(products)})
+            counts["review"] = demo_review_seed(anchors=anchors)
     return counts
 
 

@@ -14,6 +14,7 @@ from django.utils.decorators import method_decorator
 from django.utils.html import format_html
 from django.views.decorators.cache import never_cache
 
+from accounts.roles import ADMINISTRATOR, PRODUCT_SPECIALIST
 from config.admin_site import ReadOnlyAdminMixin
 from merchandising.filters import (
     LastRunFilter,
@@ -23,10 +24,22 @@ from merchandising.filters import (
     SourceCategoryFilter,
 )
 from merchandising.mining import DEFAULT_SCORE, SCORES
-from merchandising.models import ExclusionRule, MiningRun, MiningSettings, Suggestion
+from merchandising.models import (
+    ExclusionRule,
+    Link,
+    LinkChange,
+    MiningRun,
+    MiningSettings,
+    PublishEvent,
+    Suggestion,
+)
 from merchandising.selectors import mining_run_progress
 from merchandising.services import (
+    LinkError,
+    exclusion_rule_create,
+    exclusion_rule_delete,
     exclusion_rule_save,
+    link_retire,
     mining_backtest,
     mining_run_request,
     mining_settings_update,
@@ -382,4 +395,155 @@ class ExclusionRuleAdmin(admin.ModelAdmin):
         return f"{obj.category.path} ↔ {obj.other_category.path}"
 
     def save_model(self, request, obj, form, change):
-        exclusion_rule_save(rule=obj, actor=request.user)
+        if change:
+            exclusion_rule_save(rule=obj, actor=request.user)
+            return
+        outcome = exclusion_rule_create(rule=obj, actor=request.user)
+        self.message_user(
+            request,
+            f"The rule rejected {_suggestions(outcome.rejected, 'pending ')}; the mining run respects it from now on.",
+            messages.SUCCESS,
+        )
+
+    def delete_model(self, request, obj):
+        restored = exclusion_rule_delete(rule_id=obj.pk, actor=request.user)
+        self.message_user(
+            request, f"{_suggestions(restored)} rejected by the rule are back in the queue.", messages.SUCCESS
+        )
+
+    def delete_queryset(self, request, queryset):
+        """The "delete selected" action: each rule through the service, one report."""
+        ids = list(queryset.values_list("pk", flat=True))
+        restored = sum(exclusion_rule_delete(rule_id=pk, actor=request.user) for pk in ids)
+        self.message_user(
+            request, f"{_suggestions(restored)} rejected by these rules are back in the queue.", messages.SUCCESS
+        )
+
+
+def _suggestions(count: int, kind: str = "") -> str:
+    return f"{count} {kind}suggestion{'' if count == 1 else 's'}"
+
+
+# --- links and publishing ------------------------------------------------------------------------
+
+
+class RetiredFilter(admin.SimpleListFilter):
+    title = "retired"
+    parameter_name = "retired"
+
+    def lookups(self, request, model_admin):
+        return [("no", "Active"), ("yes", "Retired")]
+
+    def queryset(self, request, queryset):
+        if self.value() == "no":
+            return queryset.filter(retired_at__isnull=True)
+        if self.value() == "yes":
+            return queryset.filter(retired_at__isnull=False)
+        return queryset
+
+
+@admin.register(Link)
+class LinkAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    """Every link, active and retired. Links change on the product links page (or through
+    the retire action here), both through merchandising.services."""
+
+    list_display = [
+        "source_sku",
+        "type",
+        "position",
+        "target_sku",
+        "origin",
+        "valid_from",
+        "valid_until",
+        "created_by",
+        "created_at",
+        "retired_at",
+    ]
+    list_filter = ["type", "origin", RetiredFilter]
+    list_select_related = ["source", "target", "created_by"]
+    search_fields = ["source__sku", "target__sku"]
+    list_per_page = 100
+    actions = ["retire_selected"]
+    fields = [
+        "source",
+        "target",
+        "type",
+        "position",
+        "origin",
+        "suggestion",
+        "run",
+        "co_count",
+        "confidence",
+        "lift",
+        "created_by",
+        "created_at",
+        "updated_at",
+        "valid_from",
+        "valid_until",
+        "retired_at",
+        "retired_by",
+        "retire_reason",
+        "attention_dismissed_at",
+    ]
+    readonly_fields = fields
+
+    @admin.display(description="source", ordering="source__sku")
+    def source_sku(self, obj: Link) -> str:
+        return format_html(
+            '<a href="{}">{}</a> {}',
+            reverse("merchandising:product_links", args=[obj.source.sku]),
+            obj.source.sku,
+            obj.source.name,
+        )
+
+    @admin.display(description="target", ordering="target__sku")
+    def target_sku(self, obj: Link) -> str:
+        return f"{obj.target.sku} {obj.target.name}"
+
+    def has_retire_permission(self, request) -> bool:
+        return request.user.has_role(PRODUCT_SPECIALIST, ADMINISTRATOR)
+
+    @admin.action(description="Retire selected links", permissions=["retire"])
+    def retire_selected(self, request, queryset):
+        retired = skipped = 0
+        for pk in queryset.filter(retired_at__isnull=True).values_list("pk", flat=True):
+            try:
+                link_retire(link_id=pk, actor=request.user, reason="bulk retire (admin)", via=LinkChange.Via.BULK)
+            except LinkError:
+                skipped += 1
+            else:
+                retired += 1
+        total = queryset.count()
+        self.message_user(
+            request,
+            f"Retired {retired} of {total} selected links ({total - retired} already retired).",
+            messages.SUCCESS if retired else messages.WARNING,
+        )
+
+
+@admin.register(PublishEvent)
+class PublishEventAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    list_display = ["generation", "created_at", "actor", "batch", "added", "removed", "changed"]
+    list_filter = ["batch"]
+    list_select_related = ["actor"]
+    fields = list_display
+    readonly_fields = list_display
+
+
+@admin.register(LinkChange)
+class LinkChangeAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    list_display = ["created_at", "product_sku", "action", "type", "target_sku", "via", "actor", "details"]
+    list_filter = ["action", "via", "type"]
+    list_select_related = ["product", "target", "actor"]
+    search_fields = ["product__sku", "target__sku"]
+    list_per_page = 100
+    fields = ["created_at", "product", "link", "target", "type", "action", "via", "actor", "details"]
+    readonly_fields = fields
+
+    @admin.display(description="product", ordering="product__sku")
+    def product_sku(self, obj: LinkChange) -> str:
+        return obj.product.sku
+
+    @admin.display(description="target", ordering="target__sku")
+    def target_sku(self, obj: LinkChange) -> str:
+        return obj.target.sku if obj.target_id else ""

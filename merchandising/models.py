@@ -351,6 +351,9 @@ class Link(models.Model):
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
+    # The creator's role(s) when the link was made (the API's provenance): a later role
+    # change must not rewrite history nor republish every link of that person.
+    created_by_role = models.CharField(max_length=200, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
     valid_from = models.DateField(null=True, blank=True)

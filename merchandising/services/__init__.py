@@ -4,6 +4,7 @@ and Celery tasks call them, so they behave alike)."""
 from merchandising.services.backtest import mining_backtest
 from merchandising.services.links import (
     LinkError,
+    PublishConflict,
     link_add,
     link_keep,
     link_replace_by_successor,
@@ -23,6 +24,7 @@ from merchandising.services.review import (
     exclusion_rule_delete,
     exclusion_rule_matches,
     exclusion_rule_preview,
+    review_filters_save,
     suggestion_approve,
     suggestion_reject,
     suggestion_snooze,
@@ -35,6 +37,7 @@ from merchandising.services.runs import mining_parameters, mining_run_create, mi
 __all__ = [
     "AlreadyDecided",
     "LinkError",
+    "PublishConflict",
     "ReviewError",
     "decision_undo",
     "exclusion_rule_create",
@@ -54,6 +57,7 @@ __all__ = [
     "mining_run_request",
     "mining_settings_update",
     "mining_settings_validate",
+    "review_filters_save",
     "publish_diff",
     "publish_settings_update",
     "successor_of",

@@ -13,6 +13,8 @@ Every change writes a ``LinkChange`` row (who, when, how) in the same transactio
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
@@ -54,6 +56,11 @@ class LinkError(ValidationError):
     """A link change that cannot be made (the message says why)."""
 
 
+class PublishConflict(LinkError):
+    """The publish was asked for a state that is no longer current (another publish, or the
+    waiting changes differ from what was shown): nothing was published."""
+
+
 # --- publishing -----------------------------------------------------------------------------
 
 
@@ -70,6 +77,16 @@ class PublishDiff:
         return bool(self.added or self.removed or self.reordered or self.changed)
 
     @property
+    def fingerprint(self) -> str:
+        """A short digest of the whole diff: a publish page sends the one it showed, and
+        ``links_publish(expected_fingerprint=...)`` refuses if the diff changed since."""
+        payload = {
+            kind: [[item["link_id"], item.get("old"), item.get("new")] for item in getattr(self, kind)]
+            for kind in ("added", "removed", "reordered", "changed")
+        }
+        return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:32]
+
+    @property
     def counts(self) -> dict[str, int]:
         return {
             "added": len(self.added),
@@ -80,18 +97,11 @@ class PublishDiff:
 
 
 def _working_rows(sources: Iterable[int] | None) -> dict[int, dict]:
-    links = Link.objects.active().select_related("created_by")
+    links = Link.objects.active()
     if sources is not None:
         links = links.filter(source_id__in=list(sources))
     rows = {}
-    role_cache: dict[int, str] = {}
     for link in links.order_by():
-        approver = link.created_by
-        role = ""
-        if approver is not None:
-            if approver.pk not in role_cache:
-                role_cache[approver.pk] = ", ".join(approver.role_names)
-            role = role_cache[approver.pk]
         rows[link.pk] = {
             "source_id": link.source_id,
             "target_id": link.target_id,
@@ -103,7 +113,7 @@ def _working_rows(sources: Iterable[int] | None) -> dict[int, dict]:
             "lift": link.lift,
             "run_number": link.run_id,
             "approved_at": link.created_at,
-            "approved_by_role": role,
+            "approved_by_role": link.created_by_role,
             "valid_from": link.valid_from,
             "valid_until": link.valid_until,
         }
@@ -144,14 +154,35 @@ class PublishResult:
 
 
 @transaction.atomic
-def links_publish(*, actor, sources: Iterable[int] | None = None, batch: bool = False) -> PublishResult:
+def links_publish(
+    *,
+    actor,
+    sources: Iterable[int] | None = None,
+    batch: bool = False,
+    expected_generation: int | None = None,
+    expected_fingerprint: str | None = None,
+) -> PublishResult:
     """Publish the working links of ``sources`` (all when None) in one transaction: published
     copies added, updated and tombstoned, and the generation raised by one, only if anything
     changed. Concurrent publishes queue on the publish state's row lock, so generations are
-    strictly increasing and each publish sees the previous one's result."""
+    strictly increasing and each publish sees the previous one's result.
+
+    ``expected_generation`` / ``expected_fingerprint`` (the Publish button sends what it
+    showed): raise PublishConflict, publishing nothing, unless the current generation and the
+    diff computed here under the lock are exactly those."""
     PublishState.load()
     state = PublishState.objects.select_for_update().get(pk=1)
+    if expected_generation is not None and state.generation != expected_generation:
+        raise PublishConflict(
+            f"Someone published meanwhile (generation {state.generation}, you saw {expected_generation}). "
+            "Nothing was published: check the changes below and publish again."
+        )
     diff = publish_diff(sources=sources)
+    if expected_fingerprint is not None and diff.fingerprint != expected_fingerprint:
+        raise PublishConflict(
+            "The waiting changes have changed since the page was shown. Nothing was published: "
+            "check the changes below and publish again."
+        )
     if not diff:
         return PublishResult(generation=state.generation, counts=diff.counts, event=None)
     generation = state.generation + 1
@@ -284,6 +315,7 @@ def link_add(
         origin=origin,
         suggestion=suggestion,
         created_by=actor,
+        created_by_role=", ".join(actor.role_names) if actor is not None else "",
         valid_from=valid_from,
         valid_until=valid_until,
         **evidence,

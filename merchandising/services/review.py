@@ -28,6 +28,7 @@ from merchandising.models import (
     LinkType,
     MiningRun,
     RejectReason,
+    ReviewPreference,
     Suggestion,
     SuggestionStatus,
 )
@@ -288,11 +289,11 @@ class RuleOutcome:
 
 
 @transaction.atomic
-def exclusion_rule_create(*, rule: ExclusionRule, actor, suggestion_id: int | None = None) -> RuleOutcome:
+def exclusion_rule_create(*, rule: ExclusionRule, actor) -> RuleOutcome:
     """Save a new exclusion rule and reject, with the reason "Excluded by a rule", every
-    pending suggestion it covers (exactly ``exclusion_rule_preview`` of them). The mining run
-    respects the rule from then on. ``suggestion_id``: the suggestion the rule was made from
-    (recorded on its decision)."""
+    pending suggestion it covers (exactly ``exclusion_rule_preview`` of them, stale ones
+    included: they would otherwise come back to the queue when a run finds them again; and
+    the mining run respects the rule from then on, so they will not)."""
     if rule.pk is not None:
         raise ReviewError("exclusion_rule_create saves new rules only.")
     rule.created_by = actor
@@ -350,6 +351,12 @@ def exclusion_rule_delete(*, rule_id: int, actor) -> int:
     Decision.objects.filter(rule=rule, undone_at__isnull=True).update(undone_at=timezone.now())
     rule.delete()
     return restored
+
+
+@transaction.atomic
+def review_filters_save(*, user, filters: dict) -> None:
+    """Save a reviewer's queue filters (applied when the queue is opened without any)."""
+    ReviewPreference.objects.update_or_create(user=user, defaults={"filters": filters})
 
 
 # --- undo ---------------------------------------------------------------------------------------

@@ -198,7 +198,7 @@ def test_seed_demo_keeps_edits_unless_reset():
 @pytest.mark.django_db
 def test_seed_demo_with_orders_fills_the_review_queue_and_is_idempotent():
     from accounts.models import CustomerAccount
-    from merchandising.models import MiningRun, Suggestion
+    from merchandising.models import Link, MiningRun, PublishedLink, Suggestion
     from orders.models import Order, OrderLine
 
     first = demo_seed(users=False, orders=1500)
@@ -211,7 +211,14 @@ def test_seed_demo_with_orders_fills_the_review_queue_and_is_idempotent():
     assert run.orders == 1500
     suggestions = Suggestion.objects.count()
     assert suggestions == run.suggestions_new > 0
-    assert Suggestion.objects.pending_review().count() == suggestions
+    # The demo review: some approvals (published links), rejections and manual links.
+    review = first["review"]
+    assert review["approved"] > 0 and review["rejected"] == 8 and review["manual_links"] == 12
+    assert Suggestion.objects.filter(status="approved").count() == review["approved"]
+    assert Suggestion.objects.filter(status="rejected").count() == review["rejected"]
+    assert Suggestion.objects.pending_review().count() == suggestions - review["approved"] - review["rejected"]
+    assert Link.objects.count() == PublishedLink.objects.published().count() == review["approved"] + 12
+    assert Link.objects.needs_attention().count() == 1  # the accessory link to a discontinued product
     assert first["planted_recall"]["pairs"] == 56
 
     second = demo_seed(users=False, orders=1500)
@@ -219,4 +226,6 @@ def test_seed_demo_with_orders_fills_the_review_queue_and_is_idempotent():
     assert second["run"].status == MiningRun.Status.SUCCEEDED
     assert (second["run"].suggestions_new, second["run"].suggestions_unchanged) == (0, suggestions)
     assert second["planted_recall"] == first["planted_recall"]
+    assert second["review"] == {"approved": 0, "rejected": 0, "manual_links": 0}
+    assert Link.objects.count() == review["approved"] + 12
     assert Order.objects.count() == 1500

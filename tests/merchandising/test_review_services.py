@@ -183,43 +183,41 @@ def test_snooze_hides_until_the_next_run_and_undo_brings_it_back(specialist):
 
 @pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)
-def test_two_reviewers_deciding_at_once_exactly_one_wins():
-    first, second = UserFactory(username="ann"), UserFactory(username="bob")
+def test_sixteen_reviewers_deciding_at_once_exactly_one_wins():
+    users = [UserFactory(username=f"reviewer{n:02d}") for n in range(16)]
     suggestion = SuggestionFactory()
-    barrier = threading.Barrier(2)
+    barrier = threading.Barrier(16)
     results: dict[str, object] = {}
 
-    def decide(user, action):
+    def decide(user, number):
         try:
             barrier.wait(timeout=30)
-            if action == "approve":
+            if number % 2:
                 results[user.username] = suggestion_approve(suggestion_id=suggestion.pk, actor=user)
             else:
                 results[user.username] = suggestion_reject(
                     suggestion_id=suggestion.pk, actor=user, reason=RejectReason.UNRELATED
                 )
-        except AlreadyDecided as exc:
+        except Exception as exc:  # noqa: BLE001 - every outcome is checked below
             results[user.username] = exc
         finally:
             connection.close()
 
-    threads = [
-        threading.Thread(target=decide, args=(first, "approve")),
-        threading.Thread(target=decide, args=(second, "reject")),
-    ]
+    threads = [threading.Thread(target=decide, args=(user, n)) for n, user in enumerate(users)]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join(timeout=60)
+    assert len(results) == 16
     losers = [name for name, result in results.items() if isinstance(result, AlreadyDecided)]
-    assert len(results) == 2 and len(losers) == 1
-    winner = ({"ann", "bob"} - set(losers)).pop()
+    winners = [name for name, result in results.items() if not isinstance(result, Exception)]
+    assert (len(winners), len(losers)) == (1, 15)
     suggestion.refresh_from_db()
-    assert suggestion.decided_by.username == winner
+    assert suggestion.decided_by.username == winners[0]
     assert Decision.objects.count() == 1
-    assert Link.objects.count() == (1 if winner == "ann" else 0)
-    loser_message = results[losers[0]].messages[0]
-    assert loser_message.startswith(f"Already {suggestion.get_status_display().lower()} by {winner} at ")
+    assert Link.objects.count() == (1 if suggestion.status == SuggestionStatus.APPROVED else 0)
+    expected = f"Already {suggestion.get_status_display().lower()} by {winners[0]} at "
+    assert all(results[name].messages[0].startswith(expected) for name in losers)
 
 
 # --- bulk ---------------------------------------------------------------------------------------
@@ -496,3 +494,50 @@ def test_needs_attention_stale_discontinued_and_successor(specialist):
     assert ("S", "NEW", "accessory", 2) in published()
     assert ("S", "OT", "accessory", 2) not in published()
     assert LinkChange.objects.filter(product=source, action="replaced").count() == 1
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_sixteen_reviewers_through_the_queue_view_one_wins_fifteen_see_the_conflict():
+    """The same race through HTTP: every request answers 200 with its row, none a server error."""
+    from django.test import Client
+    from django.urls import reverse
+
+    from accounts.roles import PRODUCT_SPECIALIST
+
+    users = [UserFactory(username=f"desk{n:02d}", role=PRODUCT_SPECIALIST) for n in range(16)]
+    suggestion = SuggestionFactory()
+    clients = []
+    for user in users:
+        client = Client(raise_request_exception=False)
+        client.force_login(user)
+        clients.append(client)
+    barrier = threading.Barrier(16)
+    responses: dict[str, object] = {}
+
+    def post(number):
+        try:
+            barrier.wait(timeout=30)
+            if number % 2:
+                url = reverse("merchandising:review_approve", args=[suggestion.pk])
+                data = {"link_type": "cross_sell"}
+            else:
+                url = reverse("merchandising:review_reject", args=[suggestion.pk])
+                data = {"reason": RejectReason.WRONG_BRAND}
+            responses[users[number].username] = clients[number].post(url, data, HTTP_HX_REQUEST="true")
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=post, args=(n,)) for n in range(16)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert sorted(response.status_code for response in responses.values()) == [200] * 16
+    suggestion.refresh_from_db()
+    winner = suggestion.decided_by.username
+    status = suggestion.get_status_display().lower()
+    conflicts = [name for name, response in responses.items() if f"Already {status} by {winner} at" in response.text]
+    assert len(conflicts) == 15 and winner not in conflicts
+    assert Decision.objects.count() == 1
+    assert Decision.objects.get().actor.username == winner

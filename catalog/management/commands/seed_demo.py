@@ -63,6 +63,12 @@ class Command(BaseCommand):
                 f"Planted pairs found in the anchors' top 10: {recall['found']} of {recall['pairs']} "
                 f"(recall {recall['recall']:.3f})."
             )
+            review = counts.get("review")
+            if review and any(review.values()):
+                self.stdout.write(
+                    f"Demo review: {review['approved']} suggestions approved (published), {review['rejected']} "
+                    f"rejected, {review['manual_links']} manual links."
+                )
         if counts["users_skipped"]:
             self.stdout.write("Demo users skipped: DEBUG is off (their password is public).")
             return

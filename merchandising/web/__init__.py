@@ -1,0 +1,1 @@
+"""Views of the back-office pages: parse the request, call a service or selector, render."""
