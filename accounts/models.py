@@ -53,3 +53,51 @@ class CustomerAccount(models.Model):
 
     def __str__(self) -> str:
         return f"{self.external_id} {self.name}".strip()
+
+
+class ApiClient(models.Model):
+    """A machine client of the webshop API (the webshop itself, a search indexer, ...),
+    managed by administrators. It authenticates with one of its keys (``ApiKey``)."""
+
+    class Scope(models.TextChoices):
+        READ = "read", "Read published data"
+        EVENTS = "events", "Post events"
+
+    name = models.CharField(max_length=100, unique=True)
+    scopes = models.JSONField(default=list, help_text='Any of "read" and "events".')
+    # Requests per minute this client may make (throttling); None: the settings' default.
+    rate_per_minute = models.PositiveIntegerField(null=True, blank=True)
+    created_by = models.ForeignKey("accounts.User", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+    revoked_at = models.DateTimeField(null=True, blank=True, help_text="A revoked client's keys all stop working.")
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [models.CheckConstraint(condition=~models.Q(name=""), name="accounts_api_client_name_set")]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def has_scope(self, scope: str) -> bool:
+        return scope in (self.scopes or [])
+
+
+class ApiKey(models.Model):
+    """One key of an API client. The key is shown once when issued; only its prefix (for
+    lookup and display) and a SHA-256 digest are stored. A client may hold several live keys
+    at once, so a new key can be rolled out before the old one expires or is revoked."""
+
+    client = models.ForeignKey(ApiClient, on_delete=models.CASCADE, related_name="keys")
+    prefix = models.CharField(max_length=16, unique=True)
+    digest = models.CharField(max_length=64, help_text="SHA-256 (hex) of the whole key.")
+    created_by = models.ForeignKey("accounts.User", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+    expires_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.client} key {self.prefix}…"

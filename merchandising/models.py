@@ -6,6 +6,8 @@ Tiers, specials and the webshop API arrive with their issues.
 
 from __future__ import annotations
 
+import datetime
+
 from django.conf import settings
 from django.db import models
 from django.db.models import F, Q
@@ -419,8 +421,20 @@ class PublishState(models.Model):
 
 class PublishedLinkQuerySet(models.QuerySet):
     def published(self) -> PublishedLinkQuerySet:
-        """What the webshop may see (before the read-time checks of window and product status)."""
+        """Published and not removed (before the read-time checks of ``visible``)."""
         return self.filter(removed_generation__isnull=True)
+
+    def visible(self, on: datetime.date) -> PublishedLinkQuerySet:
+        """What the webshop may show on day ``on``: published, inside its validity window, and
+        both products active. The one definition every API read starts from."""
+        from catalog.models import ProductStatus
+
+        return self.published().filter(
+            Q(valid_from__isnull=True) | Q(valid_from__lte=on),
+            Q(valid_until__isnull=True) | Q(valid_until__gte=on),
+            source__status=ProductStatus.ACTIVE,
+            target__status=ProductStatus.ACTIVE,
+        )
 
 
 class PublishedLink(models.Model):
@@ -557,3 +571,44 @@ class ReviewPreference(models.Model):
 
     def __str__(self) -> str:
         return f"Review filters of {self.user_id}"
+
+
+# --- webshop events -------------------------------------------------------------------------------
+
+
+class WebshopEvent(models.Model):
+    """One event the webshop posted back (impression, click, add to cart, purchase), stored
+    as received and aggregated later (CTR per link, A/B results). Idempotent by the client's
+    ``event_id``: a batch posted twice stores each event once."""
+
+    class Kind(models.TextChoices):
+        IMPRESSION = "impression", "Impression"
+        CLICK = "click", "Click"
+        ADD_TO_CART = "add_to_cart", "Add to cart"
+        PURCHASE = "purchase", "Purchase"
+
+    event_id = models.CharField(max_length=100, unique=True)
+    kind = models.CharField(max_length=20, choices=Kind.choices)
+    # From the tracking token of the recommended item: the published link and the generation
+    # the webshop was shown. Plain numbers: events outlive links and publishes.
+    link_id = models.PositiveBigIntegerField(null=True, blank=True)
+    generation = models.PositiveBigIntegerField(null=True, blank=True)
+    source_id = models.PositiveBigIntegerField(null=True, blank=True)
+    target_id = models.PositiveBigIntegerField(null=True, blank=True)
+    touchpoint = models.CharField(max_length=20, blank=True)
+    account = models.CharField(max_length=64, blank=True, help_text="The customer account id the webshop sent.")
+    occurred_at = models.DateTimeField()
+    received_at = models.DateTimeField(auto_now_add=True)
+    client_id = models.PositiveBigIntegerField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-occurred_at", "-id"]
+        indexes = [models.Index(fields=["link_id", "kind"], name="merch_event_link_idx")]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(kind__in=["impression", "click", "add_to_cart", "purchase"]), name="merch_event_kind_valid"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.event_id}"

@@ -13,12 +13,13 @@ from pathlib import Path
 
 import pytest
 
+from accounts.models import User
+from accounts.services import roles_sync
+from catalog.demo import DEMO_PASSWORD, demo_users_seed
 from merchandising.models import Decision, Suggestion, SuggestionStatus
-from tests.factories import UserFactory
 from tests.merchandising.factories import MiningRunFactory, SuggestionFactory
 
 CHROMIUM = Path(os.environ.get("CHROMIUM", "/usr/bin/chromium"))
-PASSWORD = "correct-horse-battery"
 TIMEOUT_MS = 10_000
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -76,14 +77,18 @@ def _status(suggestion: Suggestion) -> tuple[str, str]:
 
 
 def test_keyboard_flow(page, live_server):
-    user = UserFactory(username="keyboard", role="Product specialist")
+    # The demo product specialist, as seed_demo creates it (roles first: a transactional test
+    # starts from an emptied database).
+    roles_sync()
+    demo_users_seed()
+    user = User.objects.get(username="specialist")
     run = MiningRunFactory()
     rows = [SuggestionFactory(score=0.9 - i / 10, first_run=run, last_run=run) for i in range(4)]
     first, second, third, fourth = rows
 
     page.goto(f"{live_server.url}/admin/login/?next=/review/")
     page.fill("#id_username", user.username)
-    page.fill("#id_password", PASSWORD)
+    page.fill("#id_password", DEMO_PASSWORD)
     page.click("input[type=submit]")
     page.wait_for_selector("#review-list")
     assert page.locator("#review-list > .review-row").count() == 4
