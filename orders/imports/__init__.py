@@ -53,6 +53,8 @@ class OrdersImportResult:
     # Refused as a whole: the file cannot be read, rows are bad and skip_invalid is off, or
     # the database refused. Nothing was written (a dry run reports what would happen).
     refused: bool = False
+    # The lines went in on PostgreSQL's bulk-load path (constraints and indexes re-created).
+    bulk_load: bool = False
     rows: int = 0  # data rows read (not the header, not empty lines)
     orders_created: int = 0
     orders_existing: int = 0  # already imported: left exactly as they were
@@ -90,6 +92,7 @@ def orders_import(
     skip_invalid: bool = False,
     rejects: IO[str] | None = None,
     credit_prefix: str = DEFAULT_CREDIT_PREFIX,
+    allow_bulk_load: bool = True,
 ) -> OrdersImportResult:
     """Import an orders CSV (``source``: a seekable binary file).
 
@@ -100,7 +103,8 @@ def orders_import(
     quantity of 0 or less (returns) are skipped and counted. If ``rejects`` (a text file) is
     given, every rejected row is written to it as CSV: the file's columns plus ``line`` and
     ``reason``. ``column_map`` renames the file's columns ({"InvoiceNo": "order_id", ...});
-    a target that is not a column of the format raises ValueError.
+    a target that is not a column of the format raises ValueError. ``allow_bulk_load=False``
+    keeps a big load on the regular path (no exclusive table locks; docs/orders.md).
     """
     column_map = dict(column_map or {})
     check_column_map(column_map)
@@ -108,7 +112,7 @@ def orders_import(
     started = time.perf_counter()
     try:
         with transaction.atomic():
-            staging = Staging(connection)
+            staging = Staging(connection, allow_bulk_load=allow_bulk_load)
             try:
                 _run(staging, result, source, column_map, credit_prefix, rejects, started)
             except _Abort:
@@ -172,7 +176,9 @@ def _run(
     for name, value in staging.write(now=timezone.now()).items():
         setattr(result, name, value)
     result.differing_orders = staging.differing_sample(DIFFERING_KEPT)
+    result.bulk_load = staging.bulk_load
     lap = _lap(result, "write", lap)
+    result.timings.update(staging.timings)  # the write's steps (included in "write")
     staging.check_constraints()
     _lap(result, "constraints", lap)
     result.applied = not result.dry_run

@@ -13,7 +13,9 @@ result:
    row is rejected with it, so that an order is never imported in part.
 3. Writes: missing customer accounts, new orders (ON CONFLICT DO NOTHING, so an order that
    exists is never touched, whoever inserted it), then the lines of the orders this import
-   created, all in the caller's transaction.
+   created, all in the caller's transaction. A big load on PostgreSQL drops the line table's
+   foreign keys and secondary indexes before inserting the lines and re-creates them after
+   (``bulk_load_wanted`` says when; docs/orders.md "Big loads on PostgreSQL").
 
 Prices are staged as integers in ten-thousandths of the currency unit (the column has 4
 decimals), so that comparing and summing them is exact on SQLite too. Temporary tables are
@@ -34,6 +36,8 @@ from decimal import ROUND_HALF_UP, Decimal
 from enum import IntEnum
 from typing import Any
 
+from django.db import OperationalError, transaction
+
 from accounts.models import CustomerAccount
 from catalog.models import Product
 from orders.imports.reading import MAX_QUANTITY
@@ -44,9 +48,22 @@ logger = logging.getLogger(__name__)
 SQLITE_CHUNK = 5000  # rows per executemany
 PAGE = 5000  # rows per page when reading results back
 # PostgreSQL settings for the import's transaction: its sorts and hash tables over a million
-# staged rows fit in memory instead of spilling to disk, and JIT compilation (which costs
-# more than it saves on these one-off statements) is off.
-POSTGRES_SETTINGS = {"work_mem": "128MB", "jit": "off"}
+# staged rows fit in memory instead of spilling to disk (hash tables may use 4 x work_mem),
+# JIT compilation (which costs more than it saves on these one-off statements) is off, and
+# ANALYZE of a staging table samples 3000 rows (the default 30000 costs 0.15 s a table and
+# changes no plan here: row counts and distinct counts are what matter).
+POSTGRES_SETTINGS = {"work_mem": "128MB", "hash_mem_multiplier": "4", "jit": "off", "default_statistics_target": "10"}
+# The bulk-load path (PostgreSQL, docs/orders.md "Big loads on PostgreSQL"): for a load of at least this
+# many new lines that is also at least this share of the lines already stored, the line
+# table's foreign keys and secondary indexes are dropped before the insert and re-created
+# after it, inside the import's transaction.
+BULK_LOAD_MIN_LINES = 100_000
+BULK_LOAD_MIN_SHARE = 0.25
+# Below PostgreSQL's default deadlock_timeout (1 s): when this wait is part of a deadlock
+# with another import, this import gives up first and takes the regular path, so the other
+# one is never cancelled by the deadlock detector.
+BULK_LOAD_LOCK_TIMEOUT = "500ms"
+BULK_LOAD_MAINTENANCE_WORK_MEM = "256MB"
 
 
 class Kind(IntEnum):
@@ -95,12 +112,15 @@ class Staging:
 
     COPY_VENDORS = frozenset({"postgresql"})  # loaded with COPY; the others with executemany
 
-    def __init__(self, connection):
+    def __init__(self, connection, *, allow_bulk_load: bool = True):
         if connection.vendor not in _TYPES:
             raise NotImplementedError(f"the orders import supports PostgreSQL and SQLite, not {connection.vendor}")
         self.connection = connection
         self.vendor = connection.vendor
         self.mixed_prices = 0  # merged lines whose rows differ in price (see merge_prices)
+        self.bulk_load = False  # the lines were written on the bulk-load path
+        self.allow_bulk_load = allow_bulk_load  # False: always the regular path (no table locks)
+        self.timings: dict[str, float] = {}  # seconds of the write's steps
         quote = connection.ops.quote_name
         self.names = {
             "product": quote(Product._meta.db_table),
@@ -112,10 +132,11 @@ class Staging:
 
     # --- plumbing -------------------------------------------------------------------------
 
-    def execute(self, sql: str, params: tuple | list = ()) -> int:
+    def execute(self, sql: str, params: tuple | list = (), *, raw: bool = False) -> int:
+        """Run ``sql`` with the table names and types filled in (``raw``: as it is)."""
         started = time.perf_counter()
         with self.connection.cursor() as cursor:
-            cursor.execute(sql.format(**self.names), params)
+            cursor.execute(sql if raw else sql.format(**self.names), params)
             rowcount = cursor.rowcount
         logger.debug("%.3f s, %s rows: %s", time.perf_counter() - started, rowcount, " ".join(sql.split())[:100])
         return rowcount
@@ -239,8 +260,8 @@ class Staging:
         x(
             "CREATE TEMPORARY TABLE import_orders AS "
             "SELECT order_id, MIN(account_id) AS account_id, MAX(account_id) AS account_max, "
-            "MIN(ordered_at) AS ordered_at, MAX(ordered_at) AS ordered_at_max, MIN(line) AS first_line "
-            "FROM import_rows GROUP BY order_id"
+            "MIN(ordered_at) AS ordered_at, MAX(ordered_at) AS ordered_at_max, MIN(line) AS first_line, "
+            "COUNT(*) AS n FROM import_rows GROUP BY order_id"
         )
         self.analyze("import_orders")
         # Duplicate lines: the same in every column as an earlier line (rows of one order and
@@ -400,27 +421,129 @@ class Staging:
             )
         self.analyze("import_created_orders")
         created = self.value("SELECT COUNT(*) FROM import_created_orders")
+        # The staged rows of the created orders: each one is a line or merged into one.
+        rows = int(
+            self.value(
+                "SELECT COALESCE(SUM(o.n), 0) FROM import_orders o "
+                "JOIN import_created_orders c ON c.external_id = o.order_id"
+            )
+        )
+        self.bulk_load = self.bulk_load_wanted(rows) and self._bulk_load_lock()
         # No ON CONFLICT here: these orders were created by this transaction a moment ago, so
-        # no one else can have lines for them (and a plain insert is cheaper).
+        # no one else can have lines for them (and a plain insert is cheaper). In order of the
+        # unique (order, product) index, unless that index is built afterwards anyway.
         join, price = self._line_price()
-        lines = x(
+        insert_lines = (
             "INSERT INTO {line} (order_id, product_id, quantity, unit_price) "
             f"SELECT c.id, g.product_id, g.quantity, {price} "
             f"FROM import_lines g JOIN import_created_orders c ON c.external_id = g.order_id {join}"
-            "ORDER BY c.id"
+            + ("" if self.bulk_load else "ORDER BY c.id")
         )
-        merged = self.value(
-            "SELECT COALESCE(SUM(g.n - 1), 0) FROM import_lines g "
-            "JOIN import_created_orders c ON c.external_id = g.order_id"
-        )
+        started = time.perf_counter()
+        if self.bulk_load:
+            # ALTER TABLE refuses a table with pending trigger events: check the orders' own
+            # deferred foreign keys (their accounts) now.
+            self.execute("SET CONSTRAINTS ALL IMMEDIATE")
+            dropped = self._bulk_load_drop()
+            lines = x(insert_lines)
+            rebuild = time.perf_counter()
+            self._bulk_load_rebuild(dropped)
+            self.timings["rebuild"] = round(time.perf_counter() - rebuild, 3)
+        else:
+            lines = x(insert_lines)
+        self.timings["write_lines"] = round(time.perf_counter() - started - self.timings.get("rebuild", 0), 3)
         return {
             "accounts_created": accounts,
             "orders_created": created,
             "orders_existing": good_orders - created,
             "orders_differing": differing,
             "lines_created": lines,
-            "lines_merged": int(merged),
+            "lines_merged": rows - lines,
         }
+
+    # --- the bulk-load path (PostgreSQL) ----------------------------------------------------
+
+    def bulk_load_wanted(self, lines: int) -> bool:
+        """Whether writing ``lines`` new order lines (staged rows: merged rows count too) is a
+        big load (docs/orders.md, "Big loads on PostgreSQL"): at least BULK_LOAD_MIN_LINES,
+        and at least BULK_LOAD_MIN_SHARE of the lines already stored, which the rebuild works
+        through too. The stored count is the planner's estimate (pg_class.reltuples; from the
+        table's size if it was never analysed)."""
+        if not self.allow_bulk_load or self.vendor != "postgresql" or lines < BULK_LOAD_MIN_LINES:
+            return False
+        stored = self.value(
+            "SELECT CASE WHEN c.reltuples >= 0 THEN c.reltuples "
+            "ELSE pg_relation_size(c.oid) / 50 END FROM pg_class c WHERE c.oid = %s::regclass",
+            (OrderLine._meta.db_table,),
+        )
+        return lines >= BULK_LOAD_MIN_SHARE * float(stored)
+
+    def _bulk_load_lock(self) -> bool:
+        """Take the locks that dropping the line table's foreign keys takes anyway (ACCESS
+        EXCLUSIVE on the line table and on the two tables they reference), all at once and
+        waiting at most BULK_LOAD_LOCK_TIMEOUT: a busy table (another import, an open
+        transaction that read products) means the regular path instead. The locks are held
+        until the import's transaction ends."""
+        # The orders table first: an import that has written orders but no lines yet holds it,
+        # so this waits there holding nothing the other one needs.
+        tables = ", ".join(self.names[name] for name in ("order", "line", "product"))
+        try:
+            with transaction.atomic(using=self.connection.alias):
+                previous = self.value("SELECT current_setting('lock_timeout')")
+                self.execute("SELECT set_config('lock_timeout', %s, true)", (BULK_LOAD_LOCK_TIMEOUT,))
+                self.execute(f"LOCK TABLE {tables} IN ACCESS EXCLUSIVE MODE")
+                self.execute("SELECT set_config('lock_timeout', %s, true)", (previous,))
+        except OperationalError as exc:
+            if getattr(exc.__cause__, "sqlstate", None) not in {"55P03", "40P01"}:  # lock timeout, deadlock
+                raise
+            logger.info("orders import: the tables are busy, writing the lines on the regular path")
+            return False
+        return True
+
+    def _bulk_load_drop(self) -> list[str]:
+        """Drop the line table's foreign keys, unique constraints and secondary indexes (not its
+        primary key and check constraints, which cost little per row); returns the statements
+        that re-create them exactly (same names, same definitions)."""
+        with self.connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT conname, pg_get_constraintdef(oid), contype FROM pg_constraint "
+                "WHERE conrelid = %s::regclass AND contype IN ('f', 'u') ORDER BY contype DESC, conname",
+                (OrderLine._meta.db_table,),
+            )
+            constraints = cursor.fetchall()
+            cursor.execute(
+                "SELECT c.relname, pg_get_indexdef(i.indexrelid) FROM pg_index i "
+                "JOIN pg_class c ON c.oid = i.indexrelid WHERE i.indrelid = %s::regclass "
+                "AND NOT i.indisprimary AND NOT EXISTS (SELECT 1 FROM pg_constraint k WHERE k.conindid = i.indexrelid) "
+                "ORDER BY c.relname",
+                (OrderLine._meta.db_table,),
+            )
+            indexes = cursor.fetchall()
+        quote, table = self.connection.ops.quote_name, self.names["line"]
+        if constraints:
+            drops = ", ".join(f"DROP CONSTRAINT {quote(name)}" for name, _, _ in constraints)
+            self.execute(f"ALTER TABLE {table} {drops}", raw=True)
+        for name, _ in indexes:
+            self.execute(f"DROP INDEX {quote(name)}", raw=True)
+        # Unique constraints and indexes first, so that validating the foreign keys comes last.
+        add = {kind: [] for kind in "uf"}
+        for name, definition, kind in constraints:
+            add[kind].append(f"ALTER TABLE {table} ADD CONSTRAINT {quote(name)} {definition}")
+        return [*add["u"], *(definition for _, definition in indexes), *add["f"]]
+
+    def _bulk_load_rebuild(self, statements: list[str]) -> None:
+        """Re-create what _bulk_load_drop dropped: each index is built by one sort, each foreign
+        key validated by one join over the whole table; a line that breaks one raises here and
+        the transaction rolls everything back, the dropped constraints included."""
+        self.execute(f"SET LOCAL maintenance_work_mem = '{BULK_LOAD_MAINTENANCE_WORK_MEM}'")
+        for statement in statements:
+            self.execute(statement, raw=True)
+        # Fresh statistics, as after any bulk load: autovacuum comes later, and until then the
+        # planner would take the grown tables for small ones (a re-import took 4 s longer).
+        self.execute("SET LOCAL default_statistics_target TO DEFAULT")
+        self.execute("ANALYZE {line}")
+        self.execute("ANALYZE {order}")
+        self.execute(f"SET LOCAL default_statistics_target = '{POSTGRES_SETTINGS['default_statistics_target']}'")
 
     def _find_differing(self) -> int:
         """Orders already present whose rows in the file differ from what is stored (account,

@@ -788,6 +788,7 @@ def test_this_database_gives_the_agreed_result(products):
         "skip_invalid": True,
         "applied": True,
         "refused": False,
+        "bulk_load": False,
         "rows": 13,
         "orders_created": 3,
         "orders_existing": 0,
@@ -819,3 +820,160 @@ def test_copy_and_executemany_loading_agree(products, monkeypatch):
         k: v for k, v in inserted.to_dict().items() if k not in ignore
     }
     assert connection.vendor == "postgresql"
+
+
+# --- the bulk-load path (PostgreSQL) ------------------------------------------------------------
+
+
+def line_table_schema() -> dict[str, list[tuple]]:
+    """The line table's constraints and indexes with their definitions, as PostgreSQL has them."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT conname, contype, pg_get_constraintdef(oid), condeferrable, condeferred, convalidated "
+            "FROM pg_constraint WHERE conrelid = 'orders_orderline'::regclass ORDER BY conname"
+        )
+        constraints = cursor.fetchall()
+        cursor.execute("SELECT indexname, indexdef FROM pg_indexes WHERE tablename = 'orders_orderline' ORDER BY 1")
+        indexes = cursor.fetchall()
+    return {"constraints": constraints, "indexes": indexes}
+
+
+@pytest.fixture
+def bulk_load(monkeypatch):
+    """Every load is a big load: the bulk-load path on the tests' small files."""
+    monkeypatch.setattr(staging_module, "BULK_LOAD_MIN_LINES", 1)
+    monkeypatch.setattr(staging_module, "BULK_LOAD_MIN_SHARE", 0)
+
+
+BULK_FILE = make_csv(
+    "SO-1,ACME,2024-03-01T10:00,DRILL,1,129.00",
+    "SO-1,ACME,2024-03-01T10:00,BITS,2,12.50",
+    "SO-1,ACME,2024-03-01T10:00,DRILL,2,128.50",
+    "SO-2,BUILDCO,2024-03-02,GLOVES,10,2.3456",
+)
+
+
+@pytest.mark.postgres
+def test_a_bulk_load_recreates_the_same_constraints_and_indexes(products, bulk_load):
+    OrderLineFactory(order=OrderFactory(external_id="SO-0"), product=products["BATTERY"])
+    before = line_table_schema()
+    assert [name for name, *_ in before["constraints"]] == [
+        "orders_line_one_per_product",
+        "orders_line_price_not_negative",
+        "orders_line_quantity_positive",
+        "orders_orderline_order_id_17f8f3ef_fk_orders_order_id",
+        "orders_orderline_pkey",
+        "orders_orderline_product_id_a68772b6_fk_catalog_product_id",
+        "orders_orderline_quantity_check",
+    ]
+
+    result = run(BULK_FILE)
+
+    assert (result.bulk_load, result.error_count, result.orders_created, result.lines_created) == (True, 0, 2, 3)
+    assert result.timings["rebuild"] >= 0
+    assert line_table_schema() == before
+    assert history()[1:] == [
+        (
+            "SO-1",
+            "ACME",
+            "2024-03-01T09:00:00+00:00",
+            [("BITS", 2, Decimal("12.5")), ("DRILL", 3, Decimal("128.6667"))],
+        ),
+        ("SO-2", "BUILDCO", "2024-03-01T23:00:00+00:00", [("GLOVES", 10, Decimal("2.3456"))]),
+    ]
+    # The re-created unique constraint is enforced.
+    with connection.cursor() as cursor:
+        cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")
+        with pytest.raises(DatabaseError, match="orders_line_one_per_product"):
+            cursor.execute(
+                "INSERT INTO orders_orderline (order_id, product_id, quantity, unit_price) "
+                "SELECT order_id, product_id, 1, 1 FROM orders_orderline LIMIT 1"
+            )
+
+
+@pytest.mark.postgres
+def test_small_loads_keep_the_regular_path(products):
+    result = run(BULK_FILE)
+
+    assert (result.bulk_load, result.lines_created) == (False, 3)
+    assert "rebuild" not in result.timings
+
+
+@pytest.mark.postgres
+def test_no_bulk_load_keeps_a_big_load_on_the_regular_path(products, bulk_load):
+    result = run(BULK_FILE, allow_bulk_load=False)
+
+    assert (result.bulk_load, result.lines_created) == (False, 3)
+    assert "rebuild" not in result.timings
+
+
+@pytest.mark.postgres
+def test_the_rule_weighs_the_load_against_the_stored_lines(monkeypatch):
+    staging = staging_module.Staging(connection)
+    monkeypatch.setattr(staging_module, "BULK_LOAD_MIN_LINES", 100)
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE orders_orderline")  # an empty table: reltuples 0
+
+    assert (staging.bulk_load_wanted(99), staging.bulk_load_wanted(100)) == (False, True)
+
+
+@pytest.mark.postgres
+def test_a_bulk_load_that_the_database_refuses_leaves_everything_as_it_was(products, bulk_load, monkeypatch):
+    """A line that breaks a foreign key is caught when the key is re-created: the import is
+    refused and the dropped constraints and indexes are back, with nothing written."""
+    OrderLineFactory(order=OrderFactory(external_id="SO-0"), product=products["BATTERY"])
+    before_schema, before_history = line_table_schema(), history()
+    rebuild = staging_module.Staging._bulk_load_rebuild
+
+    def break_a_line(self, statements):
+        self.execute("UPDATE {line} SET product_id = -1 WHERE id = (SELECT MAX(id) FROM {line})")
+        rebuild(self, statements)
+
+    monkeypatch.setattr(staging_module.Staging, "_bulk_load_rebuild", break_a_line)
+
+    result = run(BULK_FILE)
+
+    assert (result.refused, result.applied, result.orders_created, result.lines_created) == (True, False, 0, 0)
+    assert "orders_orderline_product_id_a68772b6_fk_catalog_product_id" in result.errors[0].message
+    assert line_table_schema() == before_schema
+    assert history() == before_history
+    assert counts() == {"orders": 1, "lines": 1, "accounts": 1}
+
+
+@pytest.mark.postgres
+def test_a_bad_row_still_aborts_a_bulk_load(products, bulk_load):
+    before_schema = line_table_schema()
+
+    result = run(BULK_FILE + b"SO-3,ACME,2024-03-03,NOPE,1,1\n")
+
+    assert (result.refused, result.error_count, [str(e) for e in result.errors]) == (
+        True,
+        1,
+        ["line 6: unknown SKU 'NOPE'"],
+    )
+    assert counts() == {"orders": 0, "lines": 0, "accounts": 0}
+    assert line_table_schema() == before_schema
+
+
+@pytest.mark.postgres
+def test_a_bulk_load_falls_back_to_the_regular_path_when_the_tables_are_busy(products, bulk_load, monkeypatch):
+    """Another session reads the products (an open transaction holds its lock): the bulk-load
+    locks are not granted in time, so the lines go in on the regular path, still all of them."""
+    import psycopg
+
+    monkeypatch.setattr(staging_module, "BULK_LOAD_LOCK_TIMEOUT", "100ms")
+    before_schema = line_table_schema()
+    params = connection.settings_dict
+    with psycopg.connect(
+        dbname=params["NAME"],
+        user=params["USER"],
+        password=params["PASSWORD"],
+        host=params["HOST"],
+        port=params["PORT"],
+    ) as other:
+        other.execute("SELECT COUNT(*) FROM catalog_product")  # its transaction stays open
+
+        result = run(BULK_FILE)
+
+    assert (result.bulk_load, result.error_count, result.orders_created, result.lines_created) == (False, 0, 2, 3)
+    assert line_table_schema() == before_schema

@@ -44,6 +44,12 @@ class Command(BaseCommand):
             "(default with --skip-invalid: FILE.rejects.csv next to the imported file).",
         )
         parser.add_argument(
+            "--no-bulk-load",
+            action="store_true",
+            help="Never take the big-load path on PostgreSQL (it locks the order, order line and product "
+            "tables for a few seconds; see docs/orders.md): slower, no table locks.",
+        )
+        parser.add_argument(
             "--credit-prefix",
             default=DEFAULT_CREDIT_PREFIX,
             metavar="PREFIX",
@@ -76,6 +82,7 @@ class Command(BaseCommand):
                     skip_invalid=skip_invalid,
                     rejects=rejects,
                     credit_prefix=options["credit_prefix"],
+                    allow_bulk_load=not options["no_bulk_load"],
                 )
             finally:
                 if rejects:
