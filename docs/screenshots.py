@@ -1,22 +1,33 @@
-"""Take the screenshots in docs/img/ from a throwaway demo back office.
+"""Take every screenshot in docs/img/ from a throwaway demo back office.
 
-    /tmp/pw/bin/python docs/screenshots.py [--port 8765] [--database /tmp/docs.sqlite3]
+    .venv/bin/python docs/screenshots.py [--port 8765] [--database /tmp/docs.sqlite3]
 
-Playwright is not a project dependency; install it outside the project, and Debian's Chromium
-as the browser (Playwright's own browser download is not needed):
-
-    apt-get install -y chromium
-    python3 -m venv /tmp/pw && /tmp/pw/bin/pip install playwright
+Playwright is a dev dependency (requirements-dev.txt). The browser is Debian's Chromium
+(`apt-get install -y chromium`; another one through the CHROMIUM variable); Playwright's own
+browser download is not needed.
 
 What it does: creates a fresh SQLite database (the file is deleted first), migrates it, loads
 the demo data (`seed_demo`, with DEBUG on so that the demo users exist: the catalog, 50,000
-orders and one mining run, about 15 s), runs a second mining (`mine_suggestions`, so that the
-run list shows a recompute with unchanged suggestions), starts `runserver` on 127.0.0.1, signs
-in as the product specialist and then, like a person would, looks at the product list, checks
-and applies a small import, checks a broken file, edits one product and looks at its page;
-then looks at the mining runs, one run, the suggestions, a backtest, the orders and one order.
-The project's own virtual environment (.venv) runs Django; this script only drives the
-browser. The server is stopped at the end, also on errors.
+orders, one mining run and a few review decisions and links, about 30 s), runs a second
+mining (`mine_suggestions`, so that the run list shows a recompute with unchanged
+suggestions), starts `runserver` on 127.0.0.1 and then, like a person would:
+
+- as the product specialist, looks at the product list, checks and applies a small import,
+  checks a broken file, edits one product and looks at its page (catalog.md);
+- looks at the mining runs, one run, the suggestions, a backtest, the orders and one order
+  (mining.md, orders.md);
+- works a few rows of the review queue with the keys, opens the exclusion dialog, previews a
+  bulk approval with the keys help open (review.md);
+- looks at the team dashboard (dashboard.md);
+- adds links by hand on two products' links pages and sets a product to discontinued; then,
+  as the administrator, turns on publishing in batches on the Publish page; as the
+  specialist again adds, reorders and retires links of the drill (now waiting for publish)
+  and looks at its links page; as the administrator looks at the Publish page (links.md);
+- runs one more mining with a stricter minimum lift (`mine_suggestions --min-lift`, this run
+  only), so that some approved links lose their evidence, and looks at "Needs attention".
+
+The project's own virtual environment (.venv) runs Django and this script. The server is
+stopped at the end, also on errors.
 """
 
 from __future__ import annotations
@@ -39,12 +50,20 @@ ROOT = Path(__file__).resolve().parent.parent
 IMG = ROOT / "docs" / "img"
 PYTHON = ROOT / ".venv" / "bin" / "python"
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
-USERNAME, PASSWORD = "specialist", "demo-pass-2026"
+# The demo users (seed_demo, DEBUG on): one per role, all with the same password.
+SPECIALIST, ADMIN, PASSWORD = "specialist", "admin", "demo-pass-2026"
 # A base product of the demo catalog with two pack variants (box of 500; 1000 and 5000 pcs).
 BASE_SKU = "FDW-0001"
 # The backtest: mine the orders before this date, test on the rest of the demo history (to 1 Nov 2026).
 BACKTEST_CUTOFF = "2026-08-01"
 WIDTH = 1280
+# The links pages: a cordless drill with mined cross-sells (seed_demo's review), which gets
+# accessories and a substitute by hand, a bigger drill that it can stand in for, and a product
+# (staples, the target of an approved link) that goes out of the range.
+DRILL, BIGGER_DRILL, DISCONTINUED_SKU = "DRL-0001", "DRL-0003", "STP-0002"
+# "Needs attention": a later run with this minimum lift (the settings' default is lower) no
+# longer finds the demo's weakest approved pairs (a lift of 22 to 24), so their evidence is stale.
+STRICT_MIN_LIFT = "24"
 
 
 def manage(env: dict[str, str], *args: str) -> str:
@@ -117,13 +136,20 @@ def _write(path: Path, columns: list[str], rows: list[dict[str, str]]) -> None:
     path.write_text(buffer.getvalue(), encoding="utf-8")
 
 
-def shoot(page, name: str, *, full_page: bool = False) -> None:
-    """Save a screenshot; a full-page one is as tall as the content, without empty space below."""
+def shoot(page, name: str, *, full_page: bool = False, down_to: str | None = None, height: int | None = None) -> None:
+    """Save a screenshot; a full-page one is as tall as the content, without empty space below;
+    ``down_to`` (a selector) ends it just below that element; ``height`` makes the window taller."""
     path = IMG / name
     viewport = page.viewport_size
     if full_page:
         page.set_viewport_size({"width": viewport["width"], "height": 300})
-    page.screenshot(path=str(path), full_page=full_page)
+    elif height:
+        page.set_viewport_size({"width": viewport["width"], "height": height})
+    clip = None
+    if down_to:
+        box = page.locator(down_to).bounding_box()
+        clip = {"x": 0, "y": 0, "width": viewport["width"], "height": box["y"] + box["height"] + 16}
+    page.screenshot(path=str(path), full_page=full_page or clip is not None, clip=clip)
     page.set_viewport_size(viewport)
     print(f"{path.relative_to(ROOT)}: {path.stat().st_size // 1024} KB")
 
@@ -153,58 +179,73 @@ def shoot_list(page, name: str, *, full_page: bool = False) -> None:
         context.close()
 
 
-def take(base_url: str, good_csv: Path, broken_csv: Path) -> None:
+def sign_in(browser, base_url: str, username: str):
+    """A page in a browser context of its own, signed in as ``username``."""
+    # A 1536 px wide window (room for the product list's columns) rendered at 5/6 scale: 1280 px images.
+    context = browser.new_context(viewport={"width": 1536, "height": 1000}, device_scale_factor=WIDTH / 1536)
+    page = context.new_page()
+    page.goto(f"{base_url}/admin/login/")
+    page.fill("#id_username", username)
+    page.fill("#id_password", PASSWORD)
+    page.click("input[type=submit]")
+    page.wait_for_selector("#user-tools")
+    return page
+
+
+def take(env: dict[str, str], base_url: str, good_csv: Path, broken_csv: Path) -> None:
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(
             executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"]
         )
-        # A 1536 px wide window (room for the product list's columns) rendered at 5/6 scale: 1280 px images.
-        page = browser.new_page(viewport={"width": 1536, "height": 1000}, device_scale_factor=WIDTH / 1536)
-
-        page.goto(f"{base_url}/admin/login/")
-        page.fill("#id_username", USERNAME)
-        page.fill("#id_password", PASSWORD)
-        page.click("input[type=submit]")
-        page.wait_for_selector("#user-tools")
+        page = sign_in(browser, base_url, SPECIALIST)
         # Fold away the admin's left-hand model list (remembered by the browser) to give the tables room.
         page.goto(f"{base_url}/admin/catalog/product/")
         page.click("#toggle-nav-sidebar")
 
-        # The product list: search, filters, actions, import/export buttons.
-        page.goto(f"{base_url}/admin/catalog/product/?q=drywall+screw")
-        shoot(page, "product-list.png")
-
-        # A good import: check, look at the preview, apply.
-        page.goto(f"{base_url}/admin/catalog/product/import/")
-        page.set_input_files("#id_file", str(good_csv))
-        page.click("#import-form input[type=submit]")
-        page.wait_for_selector("#import-summary")
-        shoot(page, "import-preview.png", full_page=True)
-        page.click("input[value='Apply import']")
-        page.wait_for_url(f"{base_url}/admin/catalog/product/")
-
-        # A broken file: every problem with its line number, nothing written.
-        page.goto(f"{base_url}/admin/catalog/product/import/")
-        page.set_input_files("#id_file", str(broken_csv))
-        page.click("#import-form input[type=submit]")
-        page.wait_for_selector("#import-errors")
-        shoot(page, "import-errors.png", full_page=True)
-
-        # An edit in the back office, then the product page with variants and history.
-        page.goto(f"{base_url}/admin/catalog/product/?q={BASE_SKU}")
-        page.click(f"text={BASE_SKU}")
-        page.wait_for_selector("#id_attributes")
-        attributes = page.input_value("#id_attributes")
-        page.fill("#id_attributes", attributes.rstrip().rstrip("}").rstrip() + ', "colour": "black"}')
-        page.click("input[name=_continue]")
-        page.wait_for_selector(".messagelist .success")
-        page.goto(page.url)  # the page again, without the "changed successfully" message
-        shoot(page, "product-page.png", full_page=True)
-
+        take_catalog(page, base_url, good_csv, broken_csv)
         take_mining(page, base_url)
         take_orders(page, base_url)
+        take_review(page, base_url)
+        take_dashboard(page, base_url)
+        admin = sign_in(browser, base_url, ADMIN)
+        take_links(page, admin, base_url)
+        take_attention(env, page, base_url)
 
         browser.close()
+
+
+def take_catalog(page, base_url: str, good_csv: Path, broken_csv: Path) -> None:
+    """The product list, an import (preview, applied), a broken file, one product's page."""
+    # The product list: search, filters, actions, import/export buttons.
+    page.goto(f"{base_url}/admin/catalog/product/?q=drywall+screw")
+    shoot(page, "product-list.png")
+
+    # A good import: check, look at the preview, apply.
+    page.goto(f"{base_url}/admin/catalog/product/import/")
+    page.set_input_files("#id_file", str(good_csv))
+    page.click("#import-form input[type=submit]")
+    page.wait_for_selector("#import-summary")
+    shoot(page, "import-preview.png", full_page=True)
+    page.click("input[value='Apply import']")
+    page.wait_for_url(f"{base_url}/admin/catalog/product/")
+
+    # A broken file: every problem with its line number, nothing written.
+    page.goto(f"{base_url}/admin/catalog/product/import/")
+    page.set_input_files("#id_file", str(broken_csv))
+    page.click("#import-form input[type=submit]")
+    page.wait_for_selector("#import-errors")
+    shoot(page, "import-errors.png", full_page=True)
+
+    # An edit in the back office, then the product page with variants and history.
+    page.goto(f"{base_url}/admin/catalog/product/?q={BASE_SKU}")
+    page.click(f"text={BASE_SKU}")
+    page.wait_for_selector("#id_attributes")
+    attributes = page.input_value("#id_attributes")
+    page.fill("#id_attributes", attributes.rstrip().rstrip("}").rstrip() + ', "colour": "black"}')
+    page.click("input[name=_continue]")
+    page.wait_for_selector(".messagelist .success")
+    page.goto(page.url)  # the page again, without the "changed successfully" message
+    shoot(page, "product-page.png", full_page=True)
 
 
 def take_mining(page, base_url: str) -> None:
@@ -248,6 +289,119 @@ def take_orders(page, base_url: str) -> None:
     shoot(page, "order-page.png", full_page=True)
 
 
+def take_review(page, base_url: str) -> None:
+    """The review queue worked with the keys, the exclusion dialog, a bulk preview with the keys help."""
+    page.goto(f"{base_url}/review/?reset=1")  # the queue with no filters
+    page.wait_for_selector("#review-list")
+    # Approve the first row, reject the second as unrelated, move to the fourth, open its
+    # sample orders and its reject menu.
+    page.keyboard.press("j")
+    page.keyboard.press("a")
+    page.wait_for_selector(".review-row--approved")
+    page.keyboard.press("r")
+    page.keyboard.press("1")
+    page.wait_for_selector(".review-row--rejected")
+    page.keyboard.press("j")
+    page.keyboard.press("o")
+    page.wait_for_selector(".review-row.is-current .review-orders table, .review-row.is-current .review-orders p")
+    page.keyboard.press("r")
+    page.wait_for_timeout(300)
+    shoot(page, "review-queue.png", height=1250)  # down to the end of the sample orders
+    page.keyboard.press("Escape")
+
+    # The exclusion dialog for the focused row: "never pair these categories", with the count
+    # of pending suggestions the rule would reject, and a reason. Not saved.
+    page.keyboard.press("x")
+    page.wait_for_selector("#review-dialog[open] #exclude-count-value")
+    page.check("#review-dialog input[value=category_pair]")
+    page.wait_for_load_state("networkidle")
+    page.fill(
+        "#review-dialog textarea[name=reason]",
+        "A drill is no suggestion on a battery's page; drills list their batteries as accessories.",
+    )
+    shoot(page, "review-exclude.png")
+    page.click("#review-dialog [data-close-dialog]")
+
+    # Bulk: tick three pending rows, preview their approval; and the keys help on top.
+    for box in page.locator("#review-list .review-row--pending input.review-select").all()[:3]:
+        box.check()
+    page.click("#bulk-form button[value=approve]")
+    page.wait_for_selector("#bulk-count")
+    page.keyboard.press("?")
+    page.wait_for_selector("#review-help", state="visible")
+    shoot(page, "review-bulk-help.png")
+    page.keyboard.press("Escape")
+
+
+def take_dashboard(page, base_url: str) -> None:
+    """The team dashboard, after the demo's decisions and the ones just taken in the queue."""
+    page.goto(f"{base_url}/dashboard/")
+    page.wait_for_selector("#dash-decisions")
+    shoot(page, "dashboard.png", down_to="#dash-decisions")  # the figures and the decisions per day
+
+
+def add_link(page, base_url: str, source: str, target: str, link_type: str, position: int | None = None) -> None:
+    """Add a link by hand on the source's links page."""
+    page.goto(f"{base_url}/products/{source}/links/")
+    form = page.locator("form:has(input[name=target])")
+    form.locator("input[name=target]").fill(target)
+    form.locator("select[name=type]").select_option(link_type)
+    if position is not None:
+        form.locator("input[name=position]").fill(str(position))
+    form.locator("button[type=submit]").click()
+    page.wait_for_selector(".messagelist .success")
+
+
+def take_links(page, admin, base_url: str) -> None:
+    """The drill's links page with changes waiting for publish, and the Publish page listing them."""
+    # By hand, published at once: three accessories and a substitute of the drill, the drill
+    # as the substitute of a bigger one; and a linked product leaves the range.
+    for target, link_type in [
+        ("BAT-0001", "accessory"),
+        ("BIT-0003", "accessory"),
+        ("BIT-0004", "accessory"),
+        ("BAT-0004", "substitute"),
+    ]:
+        add_link(page, base_url, DRILL, target, link_type)
+    add_link(page, base_url, BIGGER_DRILL, DRILL, "substitute")
+    page.goto(f"{base_url}/admin/catalog/product/?q={DISCONTINUED_SKU}")
+    page.click(f"#result_list th a:text-is('{DISCONTINUED_SKU}')")
+    page.select_option("#id_status", "discontinued")
+    page.click("input[name=_save]")
+    page.wait_for_selector(".messagelist .success")
+
+    # The administrator turns on publishing in batches.
+    admin.goto(f"{base_url}/publish/")
+    admin.click("button:text('Turn batch publishing on')")
+    admin.wait_for_selector("button:text('Turn batch publishing off')")
+
+    # Changes that now wait: one more accessory at position 2, the cross-sells swapped, the
+    # substitute retired.
+    add_link(page, base_url, DRILL, "BIT-0001", "accessory", position=2)
+    cross_sells = page.locator("form.links-reorder:has(input[name=type][value=cross_sell])")
+    cross_sells.locator("tr.links-row .links-position-input").nth(1).fill("1")
+    cross_sells.locator("button:text('Save order')").click()
+    page.wait_for_selector(".messagelist .success")
+    substitute = page.locator("tr.links-row:has(a:text-is('BAT-0004'))")
+    substitute.locator("input[name=reason]").fill("other voltage")
+    substitute.locator("button:text('Retire')").click()
+    page.wait_for_selector(".messagelist .success")
+    page.goto(f"{base_url}/products/{DRILL}/links/")  # without the message
+    shoot(page, "links-product.png", full_page=True)
+
+    admin.goto(f"{base_url}/publish/")
+    admin.wait_for_selector("#publish-counts")
+    shoot(admin, "links-publish.png", full_page=True)
+
+
+def take_attention(env: dict[str, str], page, base_url: str) -> None:
+    """Needs attention: stale evidence (after a stricter run), a discontinued target, a successor."""
+    print(manage(env, "mine_suggestions", "--min-lift", STRICT_MIN_LIFT).strip().splitlines()[0])
+    page.goto(f"{base_url}/attention/")
+    page.wait_for_selector("#attention-count")
+    shoot(page, "links-attention.png", full_page=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--port", type=int, default=8765)
@@ -281,7 +435,7 @@ def main() -> None:
         wait_until_up(f"{base_url}/healthz/")
         with tempfile.TemporaryDirectory() as workdir:
             good_csv, broken_csv = import_files(env, Path(workdir))
-            take(base_url, good_csv, broken_csv)
+            take(env, base_url, good_csv, broken_csv)
     finally:
         server.terminate()
         try:
