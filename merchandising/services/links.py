@@ -330,6 +330,62 @@ def link_add(
     return link
 
 
+def links_create_from_suggestions(*, rows: list[dict], link_type: str, actor, via: str) -> dict[int, Link]:
+    """Bulk ``link_add`` for approved suggestions (dicts with pk, source_id, target_id,
+    co_count, confidence, lift, last_run_id): each new link goes last in its source's list of
+    that type; a link that exists already is not added again (the approval stands). Returns
+    {suggestion id: new link}. One query for the positions, bulk inserts for the links and
+    their history; the caller publishes. Call inside a transaction."""
+    sources = {row["source_id"] for row in rows}
+    existing = set(
+        Link.objects.active().filter(source_id__in=sources, type=link_type).values_list("source_id", "target_id")
+    )
+    top = dict(
+        Link.objects.active()
+        .filter(source_id__in=sources, type=link_type)
+        .values("source_id")
+        .annotate(top=Max("position"))
+        .values_list("source_id", "top")
+    )
+    role = ", ".join(actor.role_names) if actor is not None else ""
+    new: dict[int, Link] = {}
+    for row in rows:
+        key = (row["source_id"], row["target_id"])
+        if key in existing:
+            continue
+        existing.add(key)
+        top[row["source_id"]] = top.get(row["source_id"], 0) + 1
+        new[row["pk"]] = Link(
+            source_id=row["source_id"],
+            target_id=row["target_id"],
+            type=link_type,
+            position=top[row["source_id"]],
+            origin=LinkOrigin.MINED,
+            suggestion_id=row["pk"],
+            run_id=row["last_run_id"],
+            co_count=row["co_count"],
+            confidence=row["confidence"],
+            lift=row["lift"],
+            created_by=actor,
+            created_by_role=role,
+        )
+    created = Link.objects.bulk_create(list(new.values()))
+    LinkChange.objects.bulk_create(
+        LinkChange(
+            link=link,
+            product_id=link.source_id,
+            target_id=link.target_id,
+            type=link.type,
+            action=LinkChange.Action.ADDED,
+            via=via,
+            actor=actor,
+            details={"position": link.position},
+        )
+        for link in created
+    )
+    return new
+
+
 @transaction.atomic
 def links_reorder(
     *, source: Product, link_type: str, link_ids: list[int], actor, via: str = LinkChange.Via.MANUAL

@@ -32,7 +32,13 @@ from merchandising.models import (
     Suggestion,
     SuggestionStatus,
 )
-from merchandising.services.links import LinkError, link_add, link_retire, publish_after_change
+from merchandising.services.links import (
+    LinkError,
+    link_add,
+    link_retire,
+    links_create_from_suggestions,
+    publish_after_change,
+)
 
 
 class ReviewError(ValidationError):
@@ -229,24 +235,68 @@ def suggestions_bulk_decide(
     if action == Decision.Action.APPROVE and link_type not in LinkType.values:
         raise ReviewError(f"Unknown link type {link_type!r}.")
     outcome = BulkOutcome(batch=uuid.uuid4())
-    sources = set()
-    for suggestion_id in sorted(set(suggestion_ids)):
-        try:
-            if action == Decision.Action.APPROVE:
-                done = suggestion_approve(
-                    suggestion_id=suggestion_id, actor=actor, link_type=link_type, batch=outcome.batch, publish=False
-                )
-                sources.add(done.suggestion.source_id)
-            else:
-                suggestion_reject(
-                    suggestion_id=suggestion_id, actor=actor, reason=reason, note=note, batch=outcome.batch
-                )
-        except ReviewError as exc:
-            outcome.skipped.append((suggestion_id, exc.messages[0]))
-            continue
-        outcome.decided.append(suggestion_id)
-    if sources:
-        publish_after_change(actor=actor, sources=sources)
+    wanted = sorted(set(suggestion_ids))
+    # Set-based, not one suggestion_approve per id (19 queries each: 11 s for 1,000): lock the
+    # pending ones (a reviewer deciding one of them meanwhile waits, then gets AlreadyDecided),
+    # decide them in one conditional update, write links, history and decisions in bulk,
+    # publish once.
+    pending = list(
+        Suggestion.objects.select_for_update()
+        .filter(pk__in=wanted, status=SuggestionStatus.PENDING)
+        .order_by("pk")
+        .values("pk", "source_id", "target_id", "co_count", "confidence", "lift", "last_run_id")
+    )
+    decided = {row["pk"] for row in pending}
+    for pk in wanted:
+        if pk not in decided:
+            outcome.skipped.append((pk, _conflict(pk).messages[0]))
+    if not pending:
+        return outcome
+    now = timezone.now()
+    if action == Decision.Action.REJECT:
+        Suggestion.objects.filter(pk__in=decided).update(
+            status=SuggestionStatus.REJECTED,
+            decided_by=actor,
+            decided_at=now,
+            reject_reason=reason,
+            reject_note=note.strip(),
+            snoozed_run=None,
+        )
+        Decision.objects.bulk_create(
+            Decision(
+                suggestion_id=row["pk"],
+                action=Decision.Action.REJECT,
+                reject_reason=reason,
+                note=note.strip(),
+                batch=outcome.batch,
+                actor=actor,
+            )
+            for row in pending
+        )
+        outcome.decided = [row["pk"] for row in pending]
+        return outcome
+    Suggestion.objects.filter(pk__in=decided).update(
+        status=SuggestionStatus.APPROVED,
+        decided_by=actor,
+        decided_at=now,
+        reject_reason="",
+        reject_note="",
+        snoozed_run=None,
+    )
+    links = links_create_from_suggestions(rows=pending, link_type=link_type, actor=actor, via=LinkChange.Via.BULK)
+    Decision.objects.bulk_create(
+        Decision(
+            suggestion_id=row["pk"],
+            action=Decision.Action.APPROVE,
+            link_type=link_type,
+            link=links.get(row["pk"]),
+            batch=outcome.batch,
+            actor=actor,
+        )
+        for row in pending
+    )
+    outcome.decided = [row["pk"] for row in pending]
+    publish_after_change(actor=actor, sources={row["source_id"] for row in pending})
     return outcome
 
 
