@@ -1,11 +1,20 @@
+import datetime
+
 from django import forms
-from django.contrib import admin
+from django.contrib import admin, messages
 from django.contrib.auth.admin import UserAdmin
-from django.core.exceptions import ValidationError
-from django.db.models import Count, IntegerField, OuterRef, Subquery
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.db.models import Count, IntegerField, OuterRef, Q, Subquery
+from django.http import HttpResponse, HttpResponseRedirect
+from django.shortcuts import get_object_or_404
+from django.template import engines
+from django.urls import path, reverse
+from django.utils import timezone
 from django.utils.html import format_html
 
-from accounts.models import CustomerAccount, User
+from accounts.models import ApiClient, ApiKey, CustomerAccount, User
+from accounts.roles import ADMINISTRATOR
+from accounts.services import api_client_create, api_client_revoke, api_client_update, api_key_issue, api_key_revoke
 from orders.admin import orders_url
 from orders.models import Order
 
@@ -66,3 +75,210 @@ class CustomerAccountAdmin(admin.ModelAdmin):
         if not obj.order_count:
             return "0"
         return format_html('<a href="{}">{}</a>', orders_url(obj), obj.order_count)
+
+
+# --- webshop API clients and keys (administrators only) -----------------------------------------------
+
+_ISSUE_FORM = """{% extends "admin/base_site.html" %}
+{% block content %}
+<h1>Issue a new key for {{ client.name }}</h1>
+<p>The client's other keys keep working: give the new key to the webshop, then revoke the old one
+(<a href="{{ keys_url }}">keys</a>).</p>
+<form method="post">{% csrf_token %}{{ form.as_p }}
+<input type="submit" value="Issue key"> <a href="{{ back_url }}">Cancel</a></form>
+{% endblock %}"""
+
+_ISSUED_PAGE = """{% extends "admin/base_site.html" %}
+{% block content %}
+<h1>New key for {{ client.name }}</h1>
+<p><strong>Copy this key now: it is shown only this once</strong> (we keep only its digest).
+Send it as <code>Authorization: Bearer &lt;key&gt;</code>.</p>
+<p><code id="api-key">{{ secret }}</code></p>
+<p>Prefix {{ key.prefix }}{% if key.expires_at %}, expires {{ key.expires_at }}{% else %}, no expiry{% endif %}.</p>
+<p><a href="{{ back_url }}">Back to {{ client.name }}</a></p>
+{% endblock %}"""
+
+
+def _administrator(request) -> bool:
+    return request.user.is_active and request.user.has_role(ADMINISTRATOR)
+
+
+class AdministratorsOnlyMixin:
+    def has_module_permission(self, request) -> bool:
+        return _administrator(request)
+
+    def has_view_permission(self, request, obj=None) -> bool:
+        return _administrator(request)
+
+    def has_add_permission(self, request, obj=None) -> bool:
+        return _administrator(request)
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return _administrator(request)
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False  # revoke instead: the record of who had access stays
+
+    def has_revoke_permission(self, request) -> bool:
+        return _administrator(request)
+
+
+class ApiClientForm(forms.ModelForm):
+    scopes = forms.MultipleChoiceField(
+        choices=ApiClient.Scope.choices,
+        widget=forms.CheckboxSelectMultiple,
+        help_text="read: the GET endpoints and cart recommendations; events: posting webshop events.",
+    )
+
+    class Meta:
+        model = ApiClient
+        fields = ["name", "scopes", "rate_per_minute"]
+
+
+class IssueKeyForm(forms.Form):
+    expires_days = forms.IntegerField(
+        required=False, min_value=1, max_value=3650, label="Expires in (days)", help_text="Empty: no expiry."
+    )
+
+
+class ApiKeyInline(admin.TabularInline):
+    model = ApiKey
+    extra = 0
+    can_delete = False
+    fields = ["prefix", "created_at", "created_by", "expires_at", "last_used_at", "revoked_at"]
+    readonly_fields = fields
+    ordering = ["-created_at"]
+
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_view_permission(self, request, obj=None) -> bool:
+        return _administrator(request)
+
+
+@admin.register(ApiClient)
+class ApiClientAdmin(AdministratorsOnlyMixin, admin.ModelAdmin):
+    """Webshop API clients. Creating one leads to issuing its first key; keys are shown once.
+    Every change goes through accounts.services."""
+
+    form = ApiClientForm
+    list_display = ["name", "scope_list", "rate_per_minute", "live_keys", "created_at", "revoked_at"]
+    list_filter = [("revoked_at", admin.EmptyFieldListFilter)]
+    search_fields = ["name"]
+    readonly_fields = ["issue_key_link", "created_by", "created_at", "revoked_at"]
+    inlines = [ApiKeyInline]
+    actions = ["revoke_clients"]
+
+    def get_queryset(self, request):
+        live = Count("keys", filter=Q(keys__revoked_at__isnull=True))
+        return super().get_queryset(request).annotate(live_key_count=live)
+
+    def get_readonly_fields(self, request, obj=None):
+        return ["name", *self.readonly_fields] if obj is not None else []
+
+    def get_fields(self, request, obj=None):
+        if obj is None:
+            return ["name", "scopes", "rate_per_minute"]
+        return ["name", "scopes", "rate_per_minute", "issue_key_link", "created_by", "created_at", "revoked_at"]
+
+    @admin.display(description="scopes")
+    def scope_list(self, obj: ApiClient) -> str:
+        return ", ".join(obj.scopes or [])
+
+    @admin.display(description="live keys", ordering="live_key_count")
+    def live_keys(self, obj: ApiClient) -> int:
+        return obj.live_key_count
+
+    @admin.display(description="new key")
+    def issue_key_link(self, obj: ApiClient) -> str:
+        if obj.revoked_at is not None:
+            return "Revoked: no new keys."
+        url = reverse("admin:accounts_apiclient_issue_key", args=[obj.pk])
+        return format_html('<a href="{}">Issue a new key</a> (the other keys keep working)', url)
+
+    def save_model(self, request, obj, form, change):
+        data = form.cleaned_data
+        if change:
+            api_client_update(
+                client_id=obj.pk, scopes=data["scopes"], rate_per_minute=data["rate_per_minute"], actor=request.user
+            )
+        else:
+            created = api_client_create(
+                name=data["name"], scopes=data["scopes"], rate_per_minute=data["rate_per_minute"], actor=request.user
+            )
+            obj.pk = created.pk
+            obj._state.adding = False
+
+    def get_inlines(self, request, obj):
+        return self.inlines if obj is not None else []
+
+    def response_add(self, request, obj, post_url_continue=None):
+        return HttpResponseRedirect(reverse("admin:accounts_apiclient_issue_key", args=[obj.pk]))
+
+    @admin.action(description="Revoke selected clients (all their keys stop working)", permissions=["revoke"])
+    def revoke_clients(self, request, queryset):
+        revoked = sum(
+            api_client_revoke(client_id=pk, actor=request.user) for pk in queryset.values_list("pk", flat=True)
+        )
+        self.message_user(request, f"Revoked {revoked} client(s).", messages.SUCCESS)
+
+    def get_urls(self):
+        view = self.admin_site.admin_view(self.issue_key_view)
+        return [path("<int:pk>/issue-key/", view, name="accounts_apiclient_issue_key"), *super().get_urls()]
+
+    def issue_key_view(self, request, pk: int):
+        if not _administrator(request):
+            raise PermissionDenied("Only administrators manage API clients.")
+        client = get_object_or_404(ApiClient, pk=pk)
+        context = {
+            **self.admin_site.each_context(request),
+            "client": client,
+            "title": f"New key for {client.name}",
+            "back_url": reverse("admin:accounts_apiclient_change", args=[client.pk]),
+            "keys_url": reverse("admin:accounts_apikey_changelist") + f"?client__id__exact={client.pk}",
+        }
+        if client.revoked_at is not None:
+            self.message_user(request, "This client is revoked: it gets no new keys.", messages.ERROR)
+            return HttpResponseRedirect(context["back_url"])
+        form = IssueKeyForm(request.POST if request.method == "POST" else None)
+        if form.is_bound and form.is_valid():
+            days = form.cleaned_data["expires_days"]
+            expires_at = timezone.now() + datetime.timedelta(days=days) if days else None
+            try:
+                issued = api_key_issue(client=client, actor=request.user, expires_at=expires_at)
+            except ValidationError as error:
+                self.message_user(request, " ".join(error.messages), messages.ERROR)
+                return HttpResponseRedirect(context["back_url"])
+            page = engines["django"].from_string(_ISSUED_PAGE)
+            response = HttpResponse(page.render({**context, "key": issued.key, "secret": issued.secret}, request))
+            response["Cache-Control"] = "no-store"  # the key must not sit in any cache
+            return response
+        page = engines["django"].from_string(_ISSUE_FORM)
+        return HttpResponse(page.render({**context, "form": form}, request))
+
+
+@admin.register(ApiKey)
+class ApiKeyAdmin(AdministratorsOnlyMixin, admin.ModelAdmin):
+    """Keys of the API clients: shown by prefix only. Issue keys from the client's page."""
+
+    list_display = ["prefix", "client", "created_at", "created_by", "expires_at", "last_used_at", "revoked_at"]
+    list_select_related = ["client", "created_by"]
+    list_filter = ["client", ("revoked_at", admin.EmptyFieldListFilter)]
+    search_fields = ["prefix", "client__name"]
+    fields = list_display
+    readonly_fields = list_display
+    actions = ["revoke_keys"]
+
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    @admin.action(description="Revoke selected keys", permissions=["revoke"])
+    def revoke_keys(self, request, queryset):
+        revoked = sum(api_key_revoke(key_id=pk, actor=request.user) for pk in queryset.values_list("pk", flat=True))
+        self.message_user(request, f"Revoked {revoked} key(s).", messages.SUCCESS)

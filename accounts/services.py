@@ -1,12 +1,24 @@
 from __future__ import annotations
 
+import datetime
+import hashlib
+import hmac
+import logging
+import secrets
+import string
+from dataclasses import dataclass
 from fnmatch import fnmatchcase
 
 from django.contrib.auth.models import Group, Permission
+from django.core.exceptions import ValidationError
 from django.db import transaction
+from django.db.models import Q
+from django.utils import timezone
 
-from accounts.models import CustomerAccount, User
+from accounts.models import ApiClient, ApiKey, CustomerAccount, User
 from accounts.roles import ROLE_PERMISSIONS
+
+logger = logging.getLogger(__name__)
 
 
 @transaction.atomic
@@ -102,3 +114,155 @@ def customer_accounts_upsert(*, accounts: list[dict]) -> dict[str, int]:
                 through.objects.bulk_create([through(customeraccount=account, brand_id=b) for b in sorted(wanted)])
     updated = {a.external_id for a in changed} | (relation_changed - {a.external_id for a in new})
     return {"created": len(new), "updated": len(updated), "unchanged": len(accounts) - len(new) - len(updated)}
+
+
+# --- webshop API clients and their keys ---------------------------------------------------------
+
+API_KEY_PREFIX = "mk_"
+#: The public part of a key, stored in clear for the lookup and shown in the admin. Letters and
+#: digits only, so that the underscores of the key format stay unambiguous separators.
+_PREFIX_ALPHABET = string.ascii_letters + string.digits
+_PREFIX_LENGTH = 8
+#: last_used_at is written at most this often per key, not on every request.
+LAST_USED_RESOLUTION = datetime.timedelta(minutes=1)
+
+
+class ApiKeyError(Exception):
+    """A key that does not authenticate; ``code`` says why (the API answers 401 with it)."""
+
+    def __init__(self, code: str, message: str):
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+@dataclass(frozen=True)
+class IssuedKey:
+    """A freshly issued key: ``secret`` is the whole key, shown once and never stored."""
+
+    key: ApiKey
+    secret: str
+
+
+def api_key_digest(raw_key: str) -> str:
+    """SHA-256 (hex) of the whole key.
+
+    A fast hash is right here, unlike for passwords: a key holds 256 random bits, so there is
+    nothing to guess that a slow hash (PBKDF2, bcrypt) would protect; it would only add tens of
+    milliseconds to every API request. The digest alone cannot be turned back into a key.
+    """
+    return hashlib.sha256(raw_key.encode()).hexdigest()
+
+
+def _scopes_clean(scopes) -> list[str]:
+    scopes = list(dict.fromkeys(scopes or []))
+    unknown = [scope for scope in scopes if scope not in ApiClient.Scope.values]
+    if unknown:
+        raise ValidationError(
+            {"scopes": f"Unknown scope(s): {', '.join(map(str, unknown))}; use {' and '.join(ApiClient.Scope.values)}."}
+        )
+    if not scopes:
+        raise ValidationError({"scopes": "Give the client at least one scope."})
+    return scopes
+
+
+@transaction.atomic
+def api_client_create(
+    *, name: str, scopes: list[str], actor: User | None, rate_per_minute: int | None = None
+) -> ApiClient:
+    """Create an API client (no key yet: see ``api_key_issue``)."""
+    client = ApiClient(
+        name=name.strip(), scopes=_scopes_clean(scopes), rate_per_minute=rate_per_minute, created_by=actor
+    )
+    client.full_clean()
+    client.save()
+    return client
+
+
+@transaction.atomic
+def api_client_update(
+    *, client_id: int, scopes: list[str], rate_per_minute: int | None, actor: User | None
+) -> ApiClient:
+    """Change a client's scopes and rate (its keys stay valid)."""
+    client = ApiClient.objects.select_for_update().get(pk=client_id)
+    client.scopes = _scopes_clean(scopes)
+    client.rate_per_minute = rate_per_minute
+    client.full_clean()
+    client.save(update_fields=["scopes", "rate_per_minute"])
+    logger.info("API client %s updated by %s: scopes=%s rate=%s", client.name, actor, client.scopes, rate_per_minute)
+    return client
+
+
+@transaction.atomic
+def api_client_revoke(*, client_id: int, actor: User | None) -> bool:
+    """Revoke a client: all its keys stop working at once. False if it was already revoked."""
+    revoked = bool(ApiClient.objects.filter(pk=client_id, revoked_at__isnull=True).update(revoked_at=timezone.now()))
+    if revoked:
+        logger.info("API client %s revoked by %s", client_id, actor)
+    return revoked
+
+
+@transaction.atomic
+def api_key_issue(*, client: ApiClient, actor: User | None, expires_at: datetime.datetime | None = None) -> IssuedKey:
+    """Issue a new key for ``client``: ``mk_<prefix>_<secret>``. Earlier keys stay valid, so a
+    webshop can switch to the new key before the old one is revoked (rotation without downtime).
+
+    Only the prefix and the digest are stored; the returned ``secret`` is the one chance to
+    see the key."""
+    if client.revoked_at is not None:
+        raise ValidationError("This API client is revoked; create a new client instead.")
+    if expires_at is not None and expires_at <= timezone.now():
+        raise ValidationError({"expires_at": "The expiry must lie in the future."})
+    for _attempt in range(5):
+        prefix = "".join(secrets.choice(_PREFIX_ALPHABET) for _ in range(_PREFIX_LENGTH))
+        if not ApiKey.objects.filter(prefix=prefix).exists():
+            break
+    else:  # pragma: no cover - 62**8 prefixes: five collisions in a row do not happen
+        raise RuntimeError("could not find a free key prefix")
+    raw = f"{API_KEY_PREFIX}{prefix}_{secrets.token_urlsafe(32)}"
+    key = ApiKey.objects.create(
+        client=client, prefix=prefix, digest=api_key_digest(raw), created_by=actor, expires_at=expires_at
+    )
+    return IssuedKey(key=key, secret=raw)
+
+
+@transaction.atomic
+def api_key_revoke(*, key_id: int, actor: User | None) -> bool:
+    """Revoke one key (the client's other keys keep working). False if it was already revoked."""
+    revoked = bool(ApiKey.objects.filter(pk=key_id, revoked_at__isnull=True).update(revoked_at=timezone.now()))
+    if revoked:
+        logger.info("API key %s revoked by %s", key_id, actor)
+    return revoked
+
+
+def _key_parts(raw_key: str) -> str | None:
+    """The prefix of a well-formed key, else None."""
+    start, end = len(API_KEY_PREFIX), len(API_KEY_PREFIX) + _PREFIX_LENGTH
+    if not raw_key.startswith(API_KEY_PREFIX) or len(raw_key) < end + 2 or raw_key[end] != "_":
+        return None
+    return raw_key[start:end]
+
+
+def api_key_authenticate(*, raw_key: str) -> ApiKey:
+    """The live key (with its client) that ``raw_key`` is, or ApiKeyError saying why not.
+
+    One query per request; ``last_used_at`` is written at most once per
+    LAST_USED_RESOLUTION per key (a conditional update, so concurrent requests write once)."""
+    prefix = _key_parts(raw_key)
+    key = None
+    if prefix is not None:
+        key = ApiKey.objects.select_related("client").filter(prefix=prefix).first()
+    # compare_digest: the time taken does not tell how much of a guessed digest matched.
+    if key is None or not hmac.compare_digest(key.digest, api_key_digest(raw_key)):
+        raise ApiKeyError("invalid_key", "The API key is not valid.")
+    now = timezone.now()
+    if key.revoked_at is not None or key.client.revoked_at is not None:
+        raise ApiKeyError("revoked_key", "The API key has been revoked; ask the back office for a new one.")
+    if key.expires_at is not None and key.expires_at <= now:
+        raise ApiKeyError("expired_key", f"The API key expired at {key.expires_at.isoformat()}.")
+    if key.last_used_at is None or key.last_used_at <= now - LAST_USED_RESOLUTION:
+        ApiKey.objects.filter(pk=key.pk).filter(
+            Q(last_used_at__isnull=True) | Q(last_used_at__lte=now - LAST_USED_RESOLUTION)
+        ).update(last_used_at=now)
+        key.last_used_at = now
+    return key

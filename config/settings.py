@@ -39,6 +39,8 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "rest_framework",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
     "django_filters",
     "django_celery_beat",
     "axes",
@@ -51,6 +53,8 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    # Before sessions: a webshop API key outside /api/ is refused before anything else runs.
+    "config.middleware.ApiBoundaryMiddleware",
     "csp.middleware.CSPMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -183,12 +187,62 @@ STATIC_URL = "static/"
 STATICFILES_DIRS = [BASE_DIR / "static"]
 STATIC_ROOT = Path(env_str("STATIC_ROOT", str(BASE_DIR / "staticfiles")))
 
-# --- REST framework (the webshop API lands in a later issue) ---------------------------------
+# --- Webshop API (/api/v1/, docs/api.md) -------------------------------------------------------
 REST_FRAMEWORK = {
-    "DEFAULT_AUTHENTICATION_CLASSES": ["rest_framework.authentication.SessionAuthentication"],
-    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    # An API client with "Authorization: Bearer <key>", or a signed-in back-office user (reads only).
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "merchandising.api.authentication.ApiKeyAuthentication",
+        "merchandising.api.authentication.StaffSessionAuthentication",
+    ],
+    # Deny by default what is not a read: a write endpoint names its own scope (HasScope("events")).
+    "DEFAULT_PERMISSION_CLASSES": ["merchandising.api.permissions.ReadAccess"],
+    "DEFAULT_THROTTLE_CLASSES": ["merchandising.api.throttling.ClientRateThrottle"],
     "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
+    # JSON only: the browsable API's pages would need inline scripts (see the CSP below).
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "EXCEPTION_HANDLER": "merchandising.api.exceptions.api_exception_handler",
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
 }
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Merchandising webshop API",
+    "DESCRIPTION": "Published cross-sell and upsell links for the webshop. Guide: docs/api.md.",
+    "VERSION": "1",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SCHEMA_PATH_PREFIX": "/api/v1/",
+    "COMPONENT_SPLIT_REQUEST": True,
+    "REDOC_DIST": "SIDECAR",
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SECURITY": [{"bearerAuth": []}],
+    "APPEND_COMPONENTS": {
+        "securitySchemes": {"bearerAuth": {"type": "http", "scheme": "bearer", "description": "mk_<prefix>_<secret>"}}
+    },
+    "AUTHENTICATION_WHITELIST": [],
+    "ENUM_NAME_OVERRIDES": {
+        "TouchpointEnum": "merchandising.api.tokens.TOUCHPOINTS",
+        "CartTouchpointEnum": "merchandising.selectors.api.CART_TOUCHPOINTS",
+        "LinkTypeEnum": "merchandising.models.LinkType",
+        "EventTypeEnum": "merchandising.models.WebshopEvent.Kind",
+    },
+}
+# Requests per minute of an API client without a rate of its own (throttling, 429 beyond it).
+API_RATE_PER_MINUTE = env_int("API_RATE_PER_MINUTE", 1200, minimum=1)
+# Cache-Control max-age of the read endpoints: the recompute interval, at most this many seconds
+# (and this when no recompute is scheduled). Conditional requests (If-None-Match) are cheap.
+API_CACHE_MAX_AGE = env_int("API_CACHE_MAX_AGE", 300, minimum=0)
+# Rendered recommendation bodies are kept this long in the cache under their ETag (0: not at all).
+API_BODY_CACHE_SECONDS = env_int("API_BODY_CACHE_SECONDS", 600, minimum=0)
+# Items per link type in a recommendations answer (the request's limit= can ask for up to the maximum).
+API_DEFAULT_LIMIT = env_int("API_DEFAULT_LIMIT", 20, minimum=1)
+API_MAX_LIMIT = env_int("API_MAX_LIMIT", 100, minimum=1)
+if API_DEFAULT_LIMIT > API_MAX_LIMIT:
+    raise ImproperlyConfigured("API_DEFAULT_LIMIT must not exceed API_MAX_LIMIT.")
+API_MAX_CART_SKUS = env_int("API_MAX_CART_SKUS", 200, minimum=1)
+# Links per page of the bulk sync (GET /api/v1/links/).
+API_SYNC_PAGE_SIZE = env_int("API_SYNC_PAGE_SIZE", 500, minimum=1)
+API_SYNC_MAX_PAGE_SIZE = env_int("API_SYNC_MAX_PAGE_SIZE", 2000, minimum=1)
+if API_SYNC_PAGE_SIZE > API_SYNC_MAX_PAGE_SIZE:
+    raise ImproperlyConfigured("API_SYNC_PAGE_SIZE must not exceed API_SYNC_MAX_PAGE_SIZE.")
 
 # --- Celery -----------------------------------------------------------------------------------
 # Without a broker, tasks run in-process and eagerly: the embedded default needs no services.

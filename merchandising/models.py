@@ -425,8 +425,9 @@ class PublishedLinkQuerySet(models.QuerySet):
         return self.filter(removed_generation__isnull=True)
 
     def visible(self, on: datetime.date) -> PublishedLinkQuerySet:
-        """What the webshop may show on day ``on``: published, inside its validity window, and
-        both products active. The one definition every API read starts from."""
+        """What the webshop may show on day ``on``: published, inside its validity window, both
+        products active, and the target not flagged "exclude from recommendations". The one
+        definition every API read starts from."""
         from catalog.models import ProductStatus
 
         return self.published().filter(
@@ -434,6 +435,7 @@ class PublishedLinkQuerySet(models.QuerySet):
             Q(valid_until__isnull=True) | Q(valid_until__gte=on),
             source__status=ProductStatus.ACTIVE,
             target__status=ProductStatus.ACTIVE,
+            target__exclude_from_recommendations=False,
         )
 
 

@@ -3,7 +3,7 @@ lives in its own module of merchandising/web/ (review queue, links and publishin
 
 from django.urls import include, path
 
-from merchandising.web import dashboard, links, review
+from merchandising.web import dashboard, links, preview, review
 
 app_name = "merchandising"
 
@@ -11,4 +11,5 @@ urlpatterns = [
     path("review/", include(review.urlpatterns)),
     path("", include(links.urlpatterns)),
     path("dashboard/", include(dashboard.urlpatterns)),
+    path("preview/", include(preview.urlpatterns)),
 ]

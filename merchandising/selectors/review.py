@@ -2,8 +2,9 @@
 the source products' published links, the filter choices and a pair's sample orders.
 
 ``review_queue(user, params)`` is the one entry point the page and the benchmark call; it
-runs a constant number of queries whatever the page size. The total is counted only up to
-``COUNT_CAP`` rows: an exact COUNT over 100k pending rows costs more than the page itself.
+runs a constant number of queries whatever the page size. Without filters the total is
+counted only up to ``COUNT_CAP`` rows past the page (an exact COUNT over 100k pending rows
+costs more than the page itself); with filters it is exact (see ``review_queue``).
 """
 
 from __future__ import annotations
@@ -195,11 +196,18 @@ def review_queue(user, params: Mapping[str, Any], *, with_choices: bool = True) 
     latest = latest_run_id()
     queryset = queue_queryset(filters, latest)
     offset = (page_number - 1) * size
-    # Capped count: COUNT(*) over at most offset + COUNT_CAP + 1 index entries.
-    window = offset + COUNT_CAP
-    counted = queryset.values("pk")[: window + 1].count()
-    total_capped = counted > window
-    total = min(counted, window)
+    if filters.active:
+        # A filtered count: exact. A capped count walks the score index until it has found
+        # enough matches, which for a selective filter is most of the index (measured at 100k
+        # pending: 88 ms capped against 48 ms exact, where PostgreSQL picks its own plan).
+        total = queryset.count()
+        total_capped = False
+    else:
+        # The whole queue: COUNT(*) over at most offset + COUNT_CAP + 1 index entries.
+        window = offset + COUNT_CAP
+        counted = queryset.values("pk")[: window + 1].count()
+        total_capped = counted > window
+        total = min(counted, window)
 
     # The offset is skipped on the index alone (ids only); the joins are for the page's rows.
     page_ids = queryset.values("pk")[offset : offset + size + 1]

@@ -3,7 +3,8 @@
  * One row has the focus (class is-current, and DOM focus); every key acts on exactly that row
  * by clicking the row's own button for it, so the keyboard and the mouse send the same
  * requests. Keys do nothing while typing in a field, with ctrl/alt/meta held, or while the
- * exclude dialog is open. After a decision (the row is swapped for its decided version) the
+ * exclude dialog is open (a modal <dialog>: the browser keeps the focus in it and closes it on
+ * Escape; so does a click on the backdrop). After a decision (the row is swapped for its decided version) the
  * focus moves to the next pending row.
  */
 (function () {
@@ -168,6 +169,8 @@
     const target = event.target;
     if (!(target instanceof Element)) { return; }
     if (target.closest("[data-close-dialog]")) { dialog().close(); return; }
+    // A click on the dialog element itself (its content has the padding) is on the dimmed backdrop.
+    if (target === dialog() && dialog().open) { dialog().close(); return; }
     if (target.closest("[data-close-help]")) { toggleHelp(false); return; }
     if (target.closest("#review-help-button")) { toggleHelp(); return; }
     if (target.closest("[data-close-bulk]")) { document.getElementById("bulk-panel").replaceChildren(); return; }

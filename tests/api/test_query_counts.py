@@ -1,0 +1,88 @@
+"""Pinned query counts per endpoint, the same for 5 links as for 60 (no per-item query).
+
+Per request: 1 for the key (its last_used_at is written at most once a minute, so the warm-up
+request takes that write), then the endpoint's own. The throttle counter and the rendered
+product bodies live in the cache, not the database."""
+
+from __future__ import annotations
+
+import pytest
+from django.core.cache import cache
+
+from tests.factories import ProductFactory
+from tests.merchandising.factories import CustomerAccountFactory
+
+pytestmark = pytest.mark.django_db
+
+RECS = "/api/v1/products/DRILL/recommendations/"
+CART = "/api/v1/cart/recommendations/"
+
+
+@pytest.fixture
+def account(catalog):
+    customer = CustomerAccountFactory(external_id="C-PREF", brand_mode="prefer")
+    customer.preferred_brands.set([catalog.hilti])
+    customer.excluded_brands.set([catalog.makita])
+    return customer
+
+
+def more_links(catalog, count=55):
+    for number in range(count):
+        catalog.add(catalog.drill, ProductFactory(sku=f"MORE-{number}"))
+        if number % 5 == 0:
+            catalog.add(ProductFactory(sku=f"SRC-{number}"), catalog.bits)
+
+
+@pytest.mark.parametrize("grow", [False, True], ids=["few links", "many links"])
+def test_product_recommendations(api, catalog, account, django_assert_num_queries, grow):
+    if grow:
+        more_links(catalog)
+    etag = api.get(RECS)["ETag"]  # warm-up: last_used_at, max-age
+    cache.clear()
+    with django_assert_num_queries(3):  # key, head (generation + catalog version + product), links
+        assert api.get(RECS, {"limit": 100}).status_code == 200
+    with django_assert_num_queries(2):  # the same again: the body comes from the cache
+        assert api.get(RECS, {"limit": 100}).status_code == 200
+    with django_assert_num_queries(4):  # + the account's brand rules
+        assert api.get(RECS, {"account": "C-PREF", "limit": 100}).status_code == 200
+    with django_assert_num_queries(3):
+        assert api.get(RECS, {"account": "C-PREF", "limit": 100}).status_code == 200
+    with django_assert_num_queries(2):  # 304: key, head; no links query
+        assert api.get(RECS, HTTP_IF_NONE_MATCH=etag).status_code == 304
+    with django_assert_num_queries(2):  # unknown SKU: key, head
+        assert api.get("/api/v1/products/NOPE/recommendations/").status_code == 404
+
+
+@pytest.mark.parametrize("grow", [False, True], ids=["few links", "many links"])
+def test_cart_recommendations(api, catalog, account, django_assert_num_queries, grow):
+    if grow:
+        more_links(catalog)
+    cart = {"skus": ["DRILL", "BITS", "GLOVES"] + [f"SRC-{n}" for n in range(0, 55, 5)], "limit": 100}
+    api.post(CART, cart, content_type="application/json")
+    with django_assert_num_queries(3):  # key, generation, links
+        assert api.post(CART, cart, content_type="application/json").status_code == 200
+    with django_assert_num_queries(4):  # + the account's brand rules
+        response = api.post(CART, {**cart, "account": "C-PREF"}, content_type="application/json")
+        assert response.status_code == 200
+
+
+@pytest.mark.parametrize("grow", [False, True], ids=["few links", "many links"])
+def test_links_sync(api, catalog, django_assert_num_queries, grow):
+    if grow:
+        more_links(catalog)
+    api.get("/api/v1/links/")
+    with django_assert_num_queries(2):  # key, page
+        assert api.get("/api/v1/links/", {"limit": 1000}).status_code == 200
+    with django_assert_num_queries(2):
+        response = api.get("/api/v1/links/", {"updated_since": "2020-01-01T00:00:00Z", "limit": 2})
+        assert response.status_code == 200
+        assert response.json()["next"] is not None
+
+
+def test_payload_function(catalog, account, django_assert_num_queries):
+    from merchandising.selectors.api import recommendations_payload
+
+    with django_assert_num_queries(3):
+        recommendations_payload(sku="DRILL", account="C-PREF")
+    with django_assert_num_queries(2):
+        recommendations_payload(sku="DRILL")
