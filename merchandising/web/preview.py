@@ -29,8 +29,9 @@ from merchandising.models import LINK_LABELS, LinkType, PublishState
 from merchandising.selectors.api import (
     BadParameter,
     ProductNotFound,
-    recommendations_payload,
-    recommendations_payload_next,
+    recommendations_build,
+    recommendations_build_next,
+    recommendations_request,
 )
 from merchandising.services import publish_diff
 
@@ -160,8 +161,9 @@ def preview(request: HttpRequest) -> HttpResponse:
             "limit": data["limit"],
         }
         try:
-            current = recommendations_payload(**params)
-            upcoming = recommendations_payload_next(**params) if state.batch_mode else None
+            # recommendations_payload() in two steps, so that both sides share one resolved
+            # request (the same product, account rules and day).
+            resolved = recommendations_request(**params)
         except ProductNotFound:
             context["error"] = f"No product has the SKU “{data['sku']}”. Check the SKU or pick one from the list."
             status = 404
@@ -169,6 +171,8 @@ def preview(request: HttpRequest) -> HttpResponse:
             context["error"] = str(exc)
             status = 400
         else:
+            current = recommendations_build(resolved)
+            upcoming = recommendations_build_next(resolved) if state.batch_mode else None
             product = Product.objects.select_related("brand").filter(sku=data["sku"]).first()
             sides = [
                 Shown(

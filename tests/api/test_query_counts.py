@@ -86,3 +86,53 @@ def test_payload_function(catalog, account, django_assert_num_queries):
         recommendations_payload(sku="DRILL", account="C-PREF")
     with django_assert_num_queries(2):
         recommendations_payload(sku="DRILL")
+
+
+def test_publish_head_matches_the_orm_form(catalog):
+    """publish_head is one fixed SQL statement (no ORM compilation per request): it must give
+    what the ORM form gives, or every ETag would change meaning."""
+    from django.db.models import Subquery
+
+    from catalog.models import Product, ProductChange
+    from merchandising.models import PublishState
+    from merchandising.selectors.api import _iso, publish_head
+
+    row = (
+        PublishState.objects.filter(pk=1)
+        .annotate(
+            change=Subquery(ProductChange.objects.order_by("-id").values("id")[:1]),
+            updated=Subquery(Product.objects.order_by("-updated_at").values("updated_at")[:1]),
+            source=Subquery(Product.objects.filter(sku="DRILL").values("id")[:1]),
+        )
+        .values("generation", "change", "updated", "source")
+        .get()
+    )
+    head = publish_head(sku="DRILL")
+    assert (head.generation, head.catalog_version, head.source_id) == (
+        row["generation"],
+        [row["change"], _iso(row["updated"])],
+        catalog.drill.pk,
+    )
+    assert publish_head(sku="NOPE").source_id is None
+    assert publish_head().catalog_version == head.catalog_version
+
+
+def test_key_lookup_matches_the_service(make_key):
+    """The request path's key lookup (one fixed statement) gives the service's answer."""
+    from accounts.services import api_key_authenticate
+    from merchandising.api.authentication import key_authenticate
+
+    client, raw = make_key(scopes=["read", "events"], rate=77)
+    ours, theirs = key_authenticate(raw_key=raw), api_key_authenticate(raw_key=raw)
+    assert (ours.pk, ours.prefix, ours.expires_at, ours.revoked_at) == (
+        theirs.pk,
+        theirs.prefix,
+        theirs.expires_at,
+        theirs.revoked_at,
+    )
+    assert (ours.client.pk, ours.client.name, ours.client.scopes, ours.client.rate_per_minute) == (
+        client.pk,
+        client.name,
+        ["read", "events"],
+        77,
+    )
