@@ -190,9 +190,7 @@ def _publish_head_sql(vendor: str, with_sku: bool) -> str:
     key = (vendor, with_sku)
     if key not in _head_sql:
         quote = connection.ops.quote_name
-        state, change, product = (
-            quote(model._meta.db_table) for model in (PublishState, ProductChange, Product)
-        )
+        state, change, product = (quote(model._meta.db_table) for model in (PublishState, ProductChange, Product))
         sku_column = quote(Product._meta.get_field("sku").column)
         updated_column = quote(Product._meta.get_field("updated_at").column)
         source = f", (SELECT id FROM {product} WHERE {sku_column} = %s LIMIT 1)" if with_sku else ""
