@@ -393,6 +393,12 @@ def take_links(page, admin, base_url: str) -> None:
     admin.wait_for_selector("#publish-counts")
     shoot(admin, "links-publish.png", full_page=True)
 
+    # The webshop preview of the drill: the current publish next to the next one (batch mode
+    # is on and the changes above wait).
+    page.goto(f"{base_url}/preview/?sku={DRILL}")
+    page.wait_for_selector("pre")
+    shoot(page, "preview.png", full_page=True)
+
 
 def take_attention(env: dict[str, str], page, base_url: str) -> None:
     """Needs attention: stale evidence (after a stricter run), a discontinued target, a successor."""
