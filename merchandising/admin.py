@@ -41,6 +41,7 @@ from merchandising.services import (
     exclusion_rule_save,
     link_retire,
     mining_backtest,
+    mining_run_mark_failed,
     mining_run_request,
     mining_settings_update,
     mining_settings_validate,
@@ -94,6 +95,7 @@ class MiningRunAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     ]
     list_filter = ["status", "trigger"]
     list_select_related = ["started_by"]
+    actions = ["mark_failed"]
     fieldsets = [
         (None, {"fields": ["status", "trigger", "started_by", "progress_display", "error"]}),
         ("Timing", {"fields": ["created_at", "started_at", "finished_at", "duration_display"]}),
@@ -142,6 +144,24 @@ class MiningRunAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     # Runs are records of what happened: made by the button, the schedule or the command.
 
     @admin.display(description="progress")
+    def has_mark_failed_permission(self, request) -> bool:
+        # Whoever may start a run (Recompute now) may end one whose worker is gone.
+        return request.user.has_perm("merchandising.add_miningrun")
+
+    @admin.action(
+        description="Mark selected running runs as failed (their worker stopped)", permissions=["mark_failed"]
+    )
+    def mark_failed(self, request, queryset):
+        marked = sum(
+            mining_run_mark_failed(run_id=pk, actor=request.user) for pk in queryset.values_list("pk", flat=True)
+        )
+        skipped = queryset.count() - marked
+        level = messages.SUCCESS if marked else messages.WARNING
+        message = f"Marked {marked} run(s) as failed."
+        if skipped:
+            message += f" {skipped} selected run(s) were not running and were left as they are."
+        self.message_user(request, message, level)
+
     def progress_display(self, obj: MiningRun) -> str:
         if obj.status not in ACTIVE_STATUSES:
             return f"{obj.progress}%" if obj.status == MiningRun.Status.FAILED else ""

@@ -32,7 +32,12 @@ from merchandising.services.review import (
     suggestions_bulk_preview,
 )
 from merchandising.services.rules import exclusion_rule_save, mining_settings_update, mining_settings_validate
-from merchandising.services.runs import mining_parameters, mining_run_create, mining_run_request
+from merchandising.services.runs import (
+    mining_parameters,
+    mining_run_create,
+    mining_run_mark_failed,
+    mining_run_request,
+)
 
 __all__ = [
     "AlreadyDecided",
@@ -54,6 +59,7 @@ __all__ = [
     "mining_backtest",
     "mining_parameters",
     "mining_run_create",
+    "mining_run_mark_failed",
     "mining_run_request",
     "mining_settings_update",
     "mining_settings_validate",

@@ -199,3 +199,20 @@ def run_fail(*, run_id: int, exc: BaseException) -> None:
         finished_at=timezone.now(),
         error=f"{type(exc).__name__}: {exc}"[:10_000],
     )
+
+
+def mining_run_mark_failed(*, run_id: int, actor) -> bool:
+    """An operator ends a run whose worker is gone (killed, machine lost) instead of waiting
+    for its heartbeat to age past the task time limit. Nothing is rolled back: a run stores
+    its suggestions in one transaction at its very end, and that store only commits while the
+    run is still running, so a run marked failed that was in fact alive discards its result
+    (RunLost) and leaves the suggestions as they were. Returns whether the run was running."""
+    who = actor.get_username() if actor is not None else "an operator"
+    now = timezone.now()
+    return bool(
+        MiningRun.objects.filter(pk=run_id, status=MiningRun.Status.RUNNING).update(
+            status=MiningRun.Status.FAILED,
+            finished_at=now,
+            error=f"Marked failed by {who} at {timezone.localtime(now):%Y-%m-%d %H:%M} (its worker had stopped).",
+        )
+    )

@@ -349,3 +349,28 @@ def test_settings_admin_validates_and_saves(client, specialist):
     stored = MiningSettings.objects.get()
     assert (stored.min_count, stored.min_confidence, stored.top_k, stored.half_life_days) == (5, 0.05, 10, 90)
     assert client.get(f"{SETTINGS}add/").status_code == 403
+
+
+def test_a_running_run_whose_worker_stopped_can_be_marked_failed(client, specialist, marketer, sample):
+    running, done = sample["running"], sample["run"]
+    data = {"action": "mark_failed", "_selected_action": [running.pk, done.pk]}
+    client.force_login(marketer)
+    response = client.post(RUNS, data)
+    assert response.status_code == 200  # marketing has no such action: the list again, nothing changed
+    running.refresh_from_db()
+    assert running.status == MiningRun.Status.RUNNING
+
+    client.force_login(specialist)
+    response = client.post(RUNS, data)
+    assert response.status_code == 302
+    assert [str(m) for m in get_messages(response.wsgi_request)] == [
+        "Marked 1 run(s) as failed. 1 selected run(s) were not running and were left as they are."
+    ]
+    running.refresh_from_db()
+    done.refresh_from_db()
+    assert running.status == MiningRun.Status.FAILED
+    assert re.fullmatch(
+        r"Marked failed by specialist at \d{4}-\d\d-\d\d \d\d:\d\d \(its worker had stopped\)\.", running.error
+    )
+    assert running.finished_at is not None
+    assert done.status == MiningRun.Status.SUCCEEDED

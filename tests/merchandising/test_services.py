@@ -685,3 +685,25 @@ def test_backtest_on_a_tiny_hand_computed_history():
         },
     }
     assert (context["cutoff"], context["train_orders"], context["test_orders"]) == ("2026-05-01", 8, 4)
+
+
+def test_a_run_marked_failed_while_alive_discards_its_result(monkeypatch, specialist):
+    """Marking a run failed that was in fact still working: its store refuses to commit
+    (RunLost), the suggestions stay as the previous run left them."""
+    simple_history()
+    first = recompute()
+    before = pairs()
+    baskets_create([[ProductFactory(sku="E"), ProductFactory(sku="F")]] * 3)
+    real_store = recompute_module.suggestions_store
+
+    def store_after_being_marked(*, run, **kwargs):
+        assert runs_module.mining_run_mark_failed(run_id=run.pk, actor=specialist) is True
+        return real_store(run=run, **kwargs)
+
+    monkeypatch.setattr(recompute_module, "suggestions_store", store_after_being_marked)
+    run = recompute()
+    assert run.status == MiningRun.Status.FAILED
+    assert run.error.startswith("Marked failed by specialist at ")
+    assert pairs() == before
+    assert set(Suggestion.objects.values_list("last_run_id", flat=True)) == {first.pk}
+    assert runs_module.mining_run_mark_failed(run_id=run.pk, actor=specialist) is False
