@@ -473,7 +473,8 @@ def links_sync_page(
 
     Without ``updated_since``: the links visible today (a full sync). With it: every published
     link changed since then, and those that are not visible today (retired, out of their date
-    window, a product not active) come as ``{"removed": true}`` rows with no details, so the
+    window, a product not active, a target excluded from recommendations) come as
+    ``{"removed": true}`` rows with no details, so the
     webshop can delete them. A date window starting or ending, or a product's status changing,
     does not change a link's ``updated_at``: the guide asks for a daily full sync."""
     limit = settings.API_SYNC_PAGE_SIZE if limit is None else limit
@@ -490,6 +491,7 @@ def links_sync_page(
             & (Q(valid_from__isnull=True) | Q(valid_from__lte=on))
             & (Q(valid_until__isnull=True) | Q(valid_until__gte=on))
             & Q(source__status=ProductStatus.ACTIVE, target__status=ProductStatus.ACTIVE)
+            & Q(target__exclude_from_recommendations=False)
         )
         rows = PublishedLink.objects.filter(updated_at__gte=updated_since).annotate(
             live=ExpressionWrapper(live, output_field=BooleanField())

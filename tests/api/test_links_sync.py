@@ -9,7 +9,7 @@ import pytest
 from django.utils import timezone
 
 from catalog.models import Product, ProductStatus
-from catalog.services import products_set_status
+from catalog.services import products_set_excluded, products_set_status
 from merchandising.models import LinkType, PublishedLink
 from merchandising.services import link_retire
 from tests.factories import ProductFactory
@@ -99,6 +99,9 @@ def test_invisible_links_come_as_removed_without_details(api, catalog):
     assert rows["CASE"]["removed"] is True
     full = {row["target"] for row in sync_all(api)}
     assert full == {"BITS", "GLOVES", "BATTERY", "CHUCK"}
+    # A target flagged "exclude from recommendations" leaves the sync the same way.
+    products_set_excluded(products=Product.objects.filter(sku="GLOVES"), excluded=True)
+    assert {row["target"] for row in sync_all(api)} == {"BITS", "BATTERY", "CHUCK"}
 
 
 @pytest.mark.parametrize(

@@ -11,7 +11,7 @@ from django.utils import timezone
 
 from accounts.models import CustomerAccount
 from catalog.models import Product, ProductStatus
-from catalog.services import products_set_status
+from catalog.services import products_set_excluded, products_set_status
 from merchandising.api.tokens import read_token
 from merchandising.models import LinkType, PublishedLink, PublishState, SuggestionStatus
 from merchandising.selectors.api import BadParameter, ProductNotFound, recommendations_payload
@@ -208,6 +208,11 @@ def test_links_out_of_their_window_do_not_show(api, catalog):
 @pytest.mark.parametrize("status", [ProductStatus.DISCONTINUED, ProductStatus.DRAFT])
 def test_inactive_target_does_not_show(api, catalog, status):
     products_set_status(products=Product.objects.filter(sku="CASE"), status=status)
+    assert skus(recs(api).json()) == ["BITS", "GLOVES"]
+
+
+def test_target_excluded_from_recommendations_does_not_show(api, catalog):
+    products_set_excluded(products=Product.objects.filter(sku="CASE"), excluded=True)
     assert skus(recs(api).json()) == ["BITS", "GLOVES"]
 
 
