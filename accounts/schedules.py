@@ -3,4 +3,7 @@
 SCHEDULES = {
     # name: (task, crontab fields)
     "Clear expired sessions": ("accounts.clear_expired_sessions", {"minute": "17", "hour": "3"}),
+    # Links whose visibility changed without a publish (date windows, product status) reach
+    # the webshop's incremental sync within this interval.
+    "Refresh published links": ("merchandising.refresh_published_links", {"minute": "*/10"}),
 }

@@ -461,6 +461,11 @@ class PublishedLink(models.Model):
     added_generation = models.PositiveBigIntegerField()
     changed_generation = models.PositiveBigIntegerField()
     removed_generation = models.PositiveBigIntegerField(null=True, blank=True)
+    # Whether the link was visible (``visible``) when ``updated_at`` last moved:
+    # ``published_links_refresh`` moves ``updated_at`` when that changes without a publish (a
+    # date window opening or closing, a product's status or exclusion flag), so that a sync
+    # by ``updated_since`` sees it.
+    visible = models.BooleanField(default=True)
     updated_at = models.DateTimeField()
 
     objects = PublishedLinkQuerySet.as_manager()

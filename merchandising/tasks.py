@@ -13,7 +13,7 @@ from celery import shared_task
 from django.conf import settings
 
 from merchandising.models import MiningRun
-from merchandising.services import mining_run_create, suggestions_recompute
+from merchandising.services import mining_run_create, published_links_refresh, suggestions_recompute
 from merchandising.services.recompute import mining_block_run, mining_blocks_finish
 
 TIME_LIMITS = {"time_limit": settings.CELERY_TASK_TIME_LIMIT, "soft_time_limit": settings.CELERY_TASK_SOFT_TIME_LIMIT}
@@ -58,3 +58,9 @@ def store_suggestions(parts: list[dict[str, Any] | None], run_id: int) -> str | 
     """The chord's body: merge the blocks and store the suggestions in one transaction."""
     run = mining_blocks_finish(run_id=run_id, parts=parts)
     return run.status if run else None
+
+
+@shared_task(name="merchandising.refresh_published_links", time_limit=300, soft_time_limit=240)
+def refresh_published_links() -> int:
+    """Scheduled (accounts/schedules.py): see merchandising.services.published_links_refresh."""
+    return published_links_refresh()

@@ -476,7 +476,7 @@ def links_sync_page(
     window, a product not active, a target excluded from recommendations) come as
     ``{"removed": true}`` rows with no details, so the
     webshop can delete them. A date window starting or ending, or a product's status changing,
-    does not change a link's ``updated_at``: the guide asks for a daily full sync."""
+    moves a link's ``updated_at`` at the next scheduled ``published_links_refresh``."""
     limit = settings.API_SYNC_PAGE_SIZE if limit is None else limit
     if not 1 <= limit <= settings.API_SYNC_MAX_PAGE_SIZE:
         raise BadParameter(f"limit must be between 1 and {settings.API_SYNC_MAX_PAGE_SIZE}.")

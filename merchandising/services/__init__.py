@@ -13,6 +13,7 @@ from merchandising.services.links import (
     links_reorder,
     publish_diff,
     publish_settings_update,
+    published_links_refresh,
     successor_of,
 )
 from merchandising.services.recompute import suggestions_recompute
@@ -66,6 +67,7 @@ __all__ = [
     "review_filters_save",
     "publish_diff",
     "publish_settings_update",
+    "published_links_refresh",
     "successor_of",
     "suggestion_approve",
     "suggestion_reject",

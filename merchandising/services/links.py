@@ -13,6 +13,7 @@ Every change writes a ``LinkChange`` row (who, when, how) in the same transactio
 
 from __future__ import annotations
 
+import datetime
 import hashlib
 import json
 from collections.abc import Iterable
@@ -499,3 +500,22 @@ def link_replace_by_successor(*, link_id: int, actor) -> Link:
 def next_position(source_id: int, link_type: str) -> int:
     top = Link.objects.active().filter(source_id=source_id, type=link_type).aggregate(top=Max("position"))["top"]
     return (top or 0) + 1
+
+
+@transaction.atomic
+def published_links_refresh(*, on: datetime.date | None = None) -> int:
+    """Move ``updated_at`` of the published links whose visibility changed without a publish
+    (a date window opening or closing, a product discontinued or re-activated, a target
+    flagged "exclude from recommendations"), so the API's ``links/?updated_since=`` reports
+    them (as removed, or back). Two set-based updates; returns how many links changed. Run
+    by the schedule every few minutes (accounts/schedules.py), and idempotent."""
+    on = on or timezone.localdate()
+    now = timezone.now()
+    visible_now = PublishedLink.objects.visible(on).values("pk")
+    appeared = PublishedLink.objects.filter(visible=False, pk__in=visible_now).update(visible=True, updated_at=now)
+    gone = (
+        PublishedLink.objects.filter(visible=True, removed_generation__isnull=True)
+        .exclude(pk__in=visible_now)
+        .update(visible=False, updated_at=now)
+    )
+    return appeared + gone

@@ -120,3 +120,37 @@ def test_bad_parameters_are_400(api, catalog, params):
     response = api.get(LINKS, params)
     assert response.status_code == 400
     assert response.json()["error"]["code"] in {"bad_parameter", "unknown_parameter"}
+
+
+def test_visibility_changes_without_a_publish_reach_the_incremental_sync(api, catalog):
+    """A product discontinued, a window that ends: no publish, so only the scheduled refresh
+    moves those links' updated_at; then updated_since reports them, as removed and back."""
+    from merchandising.models import PublishedLink
+    from merchandising.selectors.api import links_sync_page
+    from merchandising.services import published_links_refresh
+
+    today = timezone.localdate()
+    catalog.add(catalog.drill, ProductFactory(sku="ENDING"), valid_until=today)
+    assert published_links_refresh(on=today) == 0  # nothing changed: nothing moves
+    stamp = timezone.now()
+    products_set_status(products=Product.objects.filter(sku="CASE"), status=ProductStatus.DISCONTINUED)
+    assert {row["target"] for row in sync_all(api, updated_since=stamp.isoformat())} == set()
+    tomorrow = today + datetime.timedelta(days=1)
+    assert published_links_refresh(on=tomorrow) == 2  # CASE, and ENDING's window has closed
+    page = links_sync_page(updated_since=stamp, on=tomorrow)  # the sync as it answers tomorrow
+    assert {row["target"]: row["removed"] for row in page.results} == {"CASE": True, "ENDING": True}
+    assert set(PublishedLink.objects.filter(visible=False).values_list("target__sku", flat=True)) == {"CASE", "ENDING"}
+    # Back: CASE active again; the refresh reports it once, a second refresh changes nothing.
+    later = timezone.now()
+    products_set_status(products=Product.objects.filter(sku="CASE"), status=ProductStatus.ACTIVE)
+    assert published_links_refresh(on=today) == 2  # CASE back, and ENDING visible again today
+    assert published_links_refresh(on=today) == 0
+    rows = {row["target"]: row["removed"] for row in sync_all(api, updated_since=later.isoformat())}
+    assert rows == {"CASE": False, "ENDING": False}
+
+
+def test_the_refresh_runs_as_a_scheduled_task(catalog):
+    from merchandising.tasks import refresh_published_links
+
+    products_set_status(products=Product.objects.filter(sku="CASE"), status=ProductStatus.DISCONTINUED)
+    assert refresh_published_links.apply().get() == 1
