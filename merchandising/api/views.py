@@ -4,6 +4,7 @@ headers included). Routes: config/api_router.py. Guide: docs/api.md."""
 from __future__ import annotations
 
 import hashlib
+import json
 
 from django.conf import settings
 from django.contrib.auth.views import redirect_to_login
@@ -18,6 +19,7 @@ from drf_spectacular.renderers import OpenApiJsonRenderer, OpenApiJsonRenderer2,
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from drf_spectacular.views import SpectacularAPIView
 from rest_framework import exceptions
+from rest_framework.compat import LONG_SEPARATORS, SHORT_SEPARATORS
 from rest_framework.renderers import JSONRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -43,6 +45,22 @@ ERRORS = {
     403: OpenApiResponse(serializers.ErrorSerializer, description="The key's client lacks the scope."),
     429: OpenApiResponse(serializers.ErrorSerializer, description="Throttled: see the Retry-After header."),
 }
+
+
+_JSON = JSONRenderer()
+#: DRF's JSONRenderer (the API's renderer) as one encoder built once: the same options, so
+#: the same bytes for the plain dicts, lists, strings, numbers and None of the bodies (which
+#: need none of DRF's encoder's extra types), without the renderer's per-call set-up.
+_json_encoder = json.JSONEncoder(
+    ensure_ascii=_JSON.ensure_ascii,
+    allow_nan=not _JSON.strict,
+    separators=SHORT_SEPARATORS if _JSON.compact else LONG_SEPARATORS,
+)
+
+
+def render_json(data) -> bytes:
+    """``JSONRenderer().render(data)`` for a body of plain JSON types: identical bytes."""
+    return _json_encoder.encode(data).replace("\u2028", "\\u2028").replace("\u2029", "\\u2029").encode()
 
 
 def _cacheable(response: HttpResponse, etag: str | None = None) -> HttpResponse:
@@ -116,11 +134,15 @@ class ProductRecommendationsView(APIView):
         # The ETag names everything the body depends on, so the rendered body can be shared by
         # all processes under it (the project's cache: Redis in production): most requests then
         # cost the key lookup, the head query and one cache read.
-        cache_key = f"{_BODY_CACHE_PREFIX}:{etag.strip(chr(34))}"
-        body = cache.get(cache_key)
+        # API_BODY_CACHE_SECONDS=0 turns the cache off: no read and no write (a write with
+        # timeout 0 stores nothing, and costs a round trip to Redis).
+        seconds = settings.API_BODY_CACHE_SECONDS
+        cache_key = f"{_BODY_CACHE_PREFIX}:{etag.strip(chr(34))}" if seconds else None
+        body = cache.get(cache_key) if cache_key else None
         if body is None:
-            body = JSONRenderer().render(recommendations_build(resolved))
-            cache.set(cache_key, body, timeout=settings.API_BODY_CACHE_SECONDS)
+            body = render_json(recommendations_build(resolved))
+            if cache_key:
+                cache.set(cache_key, body, timeout=seconds)
         return _cacheable(HttpResponse(body, content_type="application/json"), etag)
 
 

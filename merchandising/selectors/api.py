@@ -271,6 +271,83 @@ def _visible_rows(on: datetime.date):
     return PublishedLink.objects.visible(on).values(*_LINK_FIELDS)
 
 
+def _source_rows_queryset(on: datetime.date, source_id: int):
+    """The ORM form of ``_source_rows``: one source's visible links, in display order."""
+    return _visible_rows(on).filter(source_id=source_id).order_by("type", "position", "id")
+
+
+#: Placeholder values to find, in the ORM's parameters, where the day and the source go.
+_ON_MARK, _SOURCE_MARK = datetime.date(1901, 2, 3), -987_654_321
+
+
+@dataclass(frozen=True)
+class _FixedQuery:
+    sql: str
+    params: tuple
+    on_slots: tuple[int, ...]
+    source_slots: tuple[int, ...]
+    #: (column index, converters, expression) as the ORM's compiler applies them (SQLite:
+    #: decimals, datetimes, booleans; PostgreSQL: usually none).
+    converters: tuple
+
+
+_source_sql: dict[tuple[str, str], _FixedQuery] = {}
+
+
+def _source_rows_query() -> _FixedQuery:
+    """``_source_rows_queryset`` compiled once per process and database (like the head query:
+    ORM compilation was most of an uncached answer's CPU). The SQL and its parameters are the
+    ORM's own (``sql_with_params`` with placeholder values, then the placeholders' slots are
+    refilled per call), so it cannot drift from ``PublishedLink.objects.visible``."""
+    key = (connection.alias, connection.vendor)
+    fixed = _source_sql.get(key)
+    if fixed is None:
+        queryset = _source_rows_queryset(_ON_MARK, _SOURCE_MARK)
+        compiler = queryset.query.get_compiler(connection=connection)
+        sql, params = compiler.as_sql()
+        on_values = {_ON_MARK, connection.ops.adapt_datefield_value(_ON_MARK)}
+        on_slots = tuple(index for index, value in enumerate(params) if value in on_values)
+        source_slots = tuple(index for index, value in enumerate(params) if value == _SOURCE_MARK)
+        if len(on_slots) != 2 or len(source_slots) != 1:  # pragma: no cover - a changed ``visible``
+            raise RuntimeError(f"Unexpected parameters of the links query: {params!r}")
+        converters = compiler.get_converters([column for column, _, _ in compiler.select])
+        fixed = _source_sql[key] = _FixedQuery(
+            sql=sql,
+            params=tuple(params),
+            on_slots=on_slots,
+            source_slots=source_slots,
+            converters=tuple((index, tuple(convs), expression) for index, (convs, expression) in converters.items()),
+        )
+    return fixed
+
+
+def _source_rows(on: datetime.date, source_id: int) -> list[tuple]:
+    """The rows of ``_source_rows_queryset`` as tuples in ``_LINK_FIELDS`` order: one fixed
+    statement, no ORM compilation."""
+    fixed = _source_rows_query()
+    params = list(fixed.params)
+    day = connection.ops.adapt_datefield_value(on)
+    for slot in fixed.on_slots:
+        params[slot] = day
+    for slot in fixed.source_slots:
+        params[slot] = source_id
+    with connection.cursor() as cursor:
+        cursor.execute(fixed.sql, params)
+        rows = cursor.fetchall()
+    if fixed.converters:
+        converted = []
+        for row in rows:
+            row = list(row)
+            for index, convs, expression in fixed.converters:
+                value = row[index]
+                for converter in convs:
+                    value = converter(value, expression, connection)
+                row[index] = value
+            converted.append(tuple(row))
+        rows = converted
+    return rows
+
+
 # --- product recommendations -----------------------------------------------------------------------
 
 
@@ -328,10 +405,10 @@ def recommendations_request(
 
 
 def recommendations_build(request: RecommendationsRequest) -> dict[str, Any]:
-    """The body for a resolved request: one query."""
-    rows = list(_visible_rows(request.on).filter(source_id=request.head.source_id).order_by("type", "position", "id"))
+    """The body for a resolved request: one query (a fixed statement, see ``_source_rows``)."""
     by_type: dict[str, list[dict]] = {}
-    for row in rows:
+    for values in _source_rows(request.on, request.head.source_id):
+        row = dict(zip(_LINK_FIELDS, values, strict=True))
         by_type.setdefault(row["type"], []).append(row)
     links: dict[str, list[dict]] = {}
     for link_type in sorted(by_type, key=lambda value: _TYPE_ORDER.get(value, len(_TYPE_ORDER))):

@@ -136,3 +136,96 @@ def test_key_lookup_matches_the_service(make_key):
         ["read", "events"],
         77,
     )
+
+
+def test_source_rows_match_the_orm_form(catalog):
+    """The product answer's links query is one fixed statement composed once per process: it
+    must return exactly what ``PublishedLink.objects.visible(on)`` returns for the source, in
+    the same order with the same values, whatever the windows, statuses, exclusion flags,
+    removed links, types and positions."""
+    import datetime
+
+    from catalog.models import Product, ProductStatus
+    from merchandising.models import LinkType, PublishedLink
+    from merchandising.selectors.api import _LINK_FIELDS, _source_rows, _source_rows_queryset
+
+    more_links(catalog, count=12)
+    for number, target in enumerate((catalog.case, catalog.gloves, catalog.battery, catalog.chuck)):
+        catalog.add(catalog.bits, target, (LinkType.ACCESSORY, LinkType.CROSS_SELL)[number % 2])
+    catalog.add(catalog.bits, catalog.drill, LinkType.SPARE_PART)
+    day = datetime.date(2026, 6, 15)
+    links = list(PublishedLink.objects.order_by("id"))
+    assert len(links) > 20
+    windows = [
+        (None, None),
+        (day, None),
+        (None, day),
+        (day + datetime.timedelta(days=1), None),
+        (None, day - datetime.timedelta(days=1)),
+        (day - datetime.timedelta(days=5), day + datetime.timedelta(days=5)),
+    ]
+    for number, link in enumerate(links):
+        valid_from, valid_until = windows[number % len(windows)]
+        PublishedLink.objects.filter(pk=link.pk).update(
+            valid_from=valid_from,
+            valid_until=valid_until,
+            position=(number * 7) % 5,
+            removed_generation=99 if number % 9 == 4 else None,
+        )
+    Product.objects.filter(sku__in=["MORE-1", "MORE-5"]).update(status=ProductStatus.DISCONTINUED)
+    Product.objects.filter(sku__in=["MORE-2", "CASE"]).update(exclude_from_recommendations=True)
+    Product.objects.filter(sku="SRC-5").update(status=ProductStatus.DRAFT)
+
+    sources = list(Product.objects.order_by("id").values_list("id", flat=True))
+    shown = 0
+    for offset in (-6, -1, 0, 1):
+        on = day + datetime.timedelta(days=offset)
+        for source_id in sources:
+            expected = list(_source_rows_queryset(on, source_id))
+            ours = [dict(zip(_LINK_FIELDS, row, strict=True)) for row in _source_rows(on, source_id)]
+            assert ours == expected, (on, source_id)
+            assert [tuple(row.values()) for row in expected] == _source_rows(on, source_id)
+            shown += len(expected)
+    assert 0 < shown < len(links) * 4  # some rows are visible, some are not
+
+
+def test_render_json_is_drf_rendering(api, catalog):
+    """The product body is rendered by one prebuilt encoder: the bytes DRF's JSONRenderer
+    gives, for real bodies and for awkward strings and numbers."""
+    from rest_framework.renderers import JSONRenderer
+
+    from merchandising.api.views import render_json
+    from merchandising.selectors.api import recommendations_payload
+
+    body = recommendations_payload(sku="DRILL", limit=100)
+    odd = {"é ü 漢": ["\u2028", "\u2029", 'a\nb"c\\\\', 0.1, 1e300, -0.0, 12, None, True], "links": {}}
+    for data in (body, odd):
+        assert render_json(data) == JSONRenderer().render(data)
+    response = api.get(RECS, {"limit": 100})
+    assert response.content == JSONRenderer().render(body)
+    assert response["Content-Type"] == "application/json"
+
+
+def test_product_recommendations_without_the_body_cache(api, catalog, settings, monkeypatch, django_assert_num_queries):
+    """API_BODY_CACHE_SECONDS=0: every answer is built (3 queries), nothing is read or written
+    in the cache, and the body and ETag are those of the cached path."""
+    from merchandising.api import views
+
+    cached = api.get(RECS, {"limit": 100})
+    cache.clear()
+    settings.API_BODY_CACHE_SECONDS = 0
+
+    class NoBodyCache:
+        def get(self, key, *args, **kwargs):
+            assert not key.startswith("api-body"), key
+            return cache.get(key, *args, **kwargs)
+
+        def set(self, key, *args, **kwargs):
+            assert not key.startswith("api-body"), key
+            return cache.set(key, *args, **kwargs)
+
+    monkeypatch.setattr(views, "cache", NoBodyCache())
+    for _ in range(2):
+        with django_assert_num_queries(3):  # key, head, links
+            response = api.get(RECS, {"limit": 100})
+        assert (response.status_code, response.content, response["ETag"]) == (200, cached.content, cached["ETag"])
