@@ -425,18 +425,24 @@ class PublishedLinkQuerySet(models.QuerySet):
         return self.filter(removed_generation__isnull=True)
 
     def visible(self, on: datetime.date) -> PublishedLinkQuerySet:
-        """What the webshop may show on day ``on``: published, inside its validity window, both
-        products active, and the target not flagged "exclude from recommendations". The one
+        """What the webshop may show on day ``on``: published, and ``shown_on(on)``. The one
         definition every API read starts from."""
-        from catalog.models import ProductStatus
+        return self.published().filter(shown_on(on))
 
-        return self.published().filter(
-            Q(valid_from__isnull=True) | Q(valid_from__lte=on),
-            Q(valid_until__isnull=True) | Q(valid_until__gte=on),
-            source__status=ProductStatus.ACTIVE,
-            target__status=ProductStatus.ACTIVE,
-            target__exclude_from_recommendations=False,
-        )
+
+def shown_on(on: datetime.date) -> Q:
+    """The read-time conditions for a link (published or, for a preview, working) to reach the
+    webshop on day ``on``: inside its validity window, both products active, and the target
+    not flagged "exclude from recommendations". ``Link`` and ``PublishedLink`` name these
+    fields alike."""
+    from catalog.models import ProductStatus
+
+    return (
+        (Q(valid_from__isnull=True) | Q(valid_from__lte=on))
+        & (Q(valid_until__isnull=True) | Q(valid_until__gte=on))
+        & Q(source__status=ProductStatus.ACTIVE, target__status=ProductStatus.ACTIVE)
+        & Q(target__exclude_from_recommendations=False)
+    )
 
 
 class PublishedLink(models.Model):

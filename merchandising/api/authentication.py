@@ -3,18 +3,15 @@ signed-in back-office user (read-only previews)."""
 
 from __future__ import annotations
 
-import datetime
-import hmac
 import json
 
 from django.db import connection
-from django.db.models import Q
-from django.utils import timezone
 from rest_framework import exceptions
 from rest_framework.authentication import BaseAuthentication, SessionAuthentication
 
 from accounts.models import ApiClient, ApiKey
-from accounts.services import LAST_USED_RESOLUTION, ApiKeyError, _key_parts, api_key_digest
+from accounts.services import ApiKeyError, api_key_check, api_key_prefix
+from merchandising.selectors.api import aware_utc
 
 #: Query parameters a key might be put in by mistake. A key in a URL ends up in proxy logs,
 #: browser history and Referer headers, so such a request is refused even if it also has the
@@ -89,54 +86,34 @@ def _key_lookup_sql(vendor: str) -> str:
     return _key_sql[vendor]
 
 
-def _aware(value) -> datetime.datetime | None:
-    """A datetime as the ORM gives it (aware, UTC), from raw SQL (SQLite: naive text)."""
-    if value is None:
-        return None
-    if isinstance(value, str):
-        value = datetime.datetime.fromisoformat(value)
-    return value.replace(tzinfo=datetime.UTC) if timezone.is_naive(value) else value
-
-
 def key_authenticate(*, raw_key: str) -> ApiKey:
-    """``accounts.services.api_key_authenticate`` for the request path: the same checks, errors
-    and ``last_used_at`` writes (at most once per LAST_USED_RESOLUTION per key), with the
-    lookup as one fixed SQL statement. Returns the key with its client (unsaved copies of the
+    """``accounts.services.api_key_authenticate`` for the request path: the lookup as one fixed
+    SQL statement, then the same ``api_key_check``. Returns the key with its client (unsaved copies of the
     rows: read them, do not save them)."""
-    prefix = _key_parts(raw_key)
+    prefix = api_key_prefix(raw_key)
     row = None
     if prefix is not None:
         with connection.cursor() as cursor:
             cursor.execute(_key_lookup_sql(connection.vendor), [prefix])
             row = cursor.fetchone()
-    # compare_digest: the time taken does not tell how much of a guessed digest matched.
-    if row is None or not hmac.compare_digest(row[1], api_key_digest(raw_key)):
-        raise ApiKeyError("invalid_key", "The API key is not valid.")
-    key_id, _digest, expires_at, revoked_at, last_used_at, client_id, name, scopes, rate, client_revoked_at = row
-    if isinstance(scopes, str):
-        scopes = json.loads(scopes)
-    client = ApiClient(
-        id=client_id, name=name, scopes=scopes, rate_per_minute=rate, revoked_at=_aware(client_revoked_at)
-    )
-    key = ApiKey(
-        id=key_id,
-        client=client,
-        prefix=prefix,
-        expires_at=_aware(expires_at),
-        revoked_at=_aware(revoked_at),
-        last_used_at=_aware(last_used_at),
-    )
-    now = timezone.now()
-    if key.revoked_at is not None or client.revoked_at is not None:
-        raise ApiKeyError("revoked_key", "The API key has been revoked; ask the back office for a new one.")
-    if key.expires_at is not None and key.expires_at <= now:
-        raise ApiKeyError("expired_key", f"The API key expired at {key.expires_at.isoformat()}.")
-    if key.last_used_at is None or key.last_used_at <= now - LAST_USED_RESOLUTION:
-        ApiKey.objects.filter(pk=key.pk).filter(
-            Q(last_used_at__isnull=True) | Q(last_used_at__lte=now - LAST_USED_RESOLUTION)
-        ).update(last_used_at=now)
-        key.last_used_at = now
-    return key
+    key = None
+    if row is not None:
+        key_id, digest, expires_at, revoked_at, last_used_at, client_id, name, scopes, rate, client_revoked_at = row
+        if isinstance(scopes, str):
+            scopes = json.loads(scopes)
+        client = ApiClient(
+            id=client_id, name=name, scopes=scopes, rate_per_minute=rate, revoked_at=aware_utc(client_revoked_at)
+        )
+        key = ApiKey(
+            id=key_id,
+            client=client,
+            prefix=prefix,
+            digest=digest,
+            expires_at=aware_utc(expires_at),
+            revoked_at=aware_utc(revoked_at),
+            last_used_at=aware_utc(last_used_at),
+        )
+    return api_key_check(raw_key=raw_key, key=key)
 
 
 class ApiKeyAuthentication(BaseAuthentication):

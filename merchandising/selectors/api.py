@@ -34,9 +34,9 @@ from django.db.models import BooleanField, ExpressionWrapper, Q, Value
 from django.utils import timezone
 
 from accounts.models import CustomerAccount
-from catalog.models import Product, ProductChange, ProductStatus
+from catalog.models import Product, ProductChange
 from merchandising.api.tokens import TOUCHPOINTS, tracking_token
-from merchandising.models import LinkType, PublishedLink, PublishState
+from merchandising.models import LinkType, PublishedLink, PublishState, shown_on
 
 #: Raised with any change to the bodies' format, so that cached ETags do not survive a deploy
 #: that changes what the same data looks like.
@@ -167,7 +167,7 @@ class PublishHead:
     source_id: int | None = None
 
 
-def _aware(value) -> datetime.datetime | None:
+def aware_utc(value) -> datetime.datetime | None:
     """A datetime read by raw SQL as the ORM would give it: aware, in UTC (SQLite returns text
     and naive values, PostgreSQL aware ones)."""
     if value is None:
@@ -216,7 +216,7 @@ def publish_head(*, sku: str | None = None) -> PublishHead:
         PublishState.load()  # a fresh database: nothing was ever published
     return PublishHead(
         generation=row[0],
-        catalog_version=[row[1], _iso(_aware(row[2]))],
+        catalog_version=[row[1], _iso(aware_utc(row[2]))],
         source_id=row[3] if sku is not None else None,
     )
 
@@ -235,16 +235,20 @@ def _item(row: dict, *, generation: int, touchpoint: str) -> dict[str, Any]:
         "unit": row["target__unit"],
         "type": row["type"],
         "position": row["position"],
-        "provenance": {
-            "origin": row["origin"],
-            "co_count": row["co_count"],
-            "confidence": row["confidence"],
-            "lift": row["lift"],
-            "approved_by_role": row["approved_by_role"],
-            "approved_at": _iso(row["approved_at"]),
-            "run_id": row["run_number"],
-        },
+        "provenance": _provenance(row),
         "token": _token(row["link_id"], generation, row["source_id"], row["target_id"], touchpoint),
+    }
+
+
+def _provenance(row: dict) -> dict[str, Any]:
+    return {
+        "origin": row["origin"],
+        "co_count": row["co_count"],
+        "confidence": row["confidence"],
+        "lift": row["lift"],
+        "approved_by_role": row["approved_by_role"],
+        "approved_at": _iso(row["approved_at"]),
+        "run_id": row["run_number"],
     }
 
 
@@ -406,26 +410,26 @@ def recommendations_request(
 
 def recommendations_build(request: RecommendationsRequest) -> dict[str, Any]:
     """The body for a resolved request: one query (a fixed statement, see ``_source_rows``)."""
+    rows = (dict(zip(_LINK_FIELDS, values, strict=True)) for values in _source_rows(request.on, request.head.source_id))
+    return _product_body(request, rows, generation=request.head.generation)
+
+
+def _product_body(request: RecommendationsRequest, rows: Iterable[dict], *, generation: int) -> dict[str, Any]:
+    """A product's body from its link rows in display order: grouped by type, the account
+    rules applied, each type cut at the limit."""
     by_type: dict[str, list[dict]] = {}
-    for values in _source_rows(request.on, request.head.source_id):
-        row = dict(zip(_LINK_FIELDS, values, strict=True))
+    for row in rows:
         by_type.setdefault(row["type"], []).append(row)
     links: dict[str, list[dict]] = {}
     for link_type in sorted(by_type, key=lambda value: _TYPE_ORDER.get(value, len(_TYPE_ORDER))):
         shown = request.rules.apply(by_type[link_type]) if request.rules else by_type[link_type]
         if shown:
             links[link_type] = [
-                _item(row, generation=request.head.generation, touchpoint=request.touchpoint)
-                for row in shown[: request.limit]
+                _item(row, generation=generation, touchpoint=request.touchpoint) for row in shown[: request.limit]
             ]
     # Later issues add "tiers" and "specials" next to "links" (top-level keys; clients ignore
     # keys they do not know, see docs/api.md).
-    return {
-        "sku": request.sku,
-        "generation": request.head.generation,
-        "touchpoint": request.touchpoint,
-        "links": links,
-    }
+    return {"sku": request.sku, "generation": generation, "touchpoint": request.touchpoint, "links": links}
 
 
 def recommendations_payload(
@@ -563,13 +567,7 @@ def links_sync_page(
     if updated_since is None:
         rows = PublishedLink.objects.visible(on).annotate(live=Value(True))
     else:
-        live = (
-            Q(removed_generation__isnull=True)
-            & (Q(valid_from__isnull=True) | Q(valid_from__lte=on))
-            & (Q(valid_until__isnull=True) | Q(valid_until__gte=on))
-            & Q(source__status=ProductStatus.ACTIVE, target__status=ProductStatus.ACTIVE)
-            & Q(target__exclude_from_recommendations=False)
-        )
+        live = Q(removed_generation__isnull=True) & shown_on(on)
         rows = PublishedLink.objects.filter(updated_at__gte=updated_since).annotate(
             live=ExpressionWrapper(live, output_field=BooleanField())
         )
@@ -618,15 +616,7 @@ def links_sync_page(
                 position=row["position"],
                 valid_from=_iso(row["valid_from"]),
                 valid_until=_iso(row["valid_until"]),
-                provenance={
-                    "origin": row["origin"],
-                    "co_count": row["co_count"],
-                    "confidence": row["confidence"],
-                    "lift": row["lift"],
-                    "approved_by_role": row["approved_by_role"],
-                    "approved_at": _iso(row["approved_at"]),
-                    "run_id": row["run_number"],
-                },
+                provenance=_provenance(row),
             )
         results.append(item)
     next_cursor = _cursor_encode(page[-1]["updated_at"], page[-1]["id"]) if more else None
@@ -696,7 +686,7 @@ def _working_visible_rows(on: datetime.date):
     """The working links (``Link.objects.active()``) that the webshop would see on day ``on``
     once published, as rows with the same keys as ``_visible_rows`` (a Link maps to published
     fields as ``merchandising.services.links._working_rows`` copies them) and the same read-time
-    checks as ``PublishedLinkQuerySet.visible``."""
+    checks (``shown_on``) as ``PublishedLinkQuerySet.visible``."""
     from django.db.models import F
 
     from merchandising.models import Link
@@ -704,13 +694,7 @@ def _working_visible_rows(on: datetime.date):
     common = [name for name in _LINK_FIELDS if name not in ("link_id", "run_number", "approved_at", "approved_by_role")]
     return (
         Link.objects.active()
-        .filter(
-            Q(valid_from__isnull=True) | Q(valid_from__lte=on),
-            Q(valid_until__isnull=True) | Q(valid_until__gte=on),
-            source__status=ProductStatus.ACTIVE,
-            target__status=ProductStatus.ACTIVE,
-            target__exclude_from_recommendations=False,
-        )
+        .filter(shown_on(on))
         .values(
             *common,
             link_id=F("id"),
@@ -725,21 +709,8 @@ def recommendations_build_next(request: RecommendationsRequest) -> dict[str, Any
     """Like ``recommendations_build``, from the working links as if published now: the
     generation (and so the tracking tokens) is the current one plus one, the number that
     publish would make. One query."""
-    generation = request.head.generation + 1
-    rows = list(
-        _working_visible_rows(request.on).filter(source_id=request.head.source_id).order_by("type", "position", "id")
-    )
-    by_type: dict[str, list[dict]] = {}
-    for row in rows:
-        by_type.setdefault(row["type"], []).append(row)
-    links: dict[str, list[dict]] = {}
-    for link_type in sorted(by_type, key=lambda value: _TYPE_ORDER.get(value, len(_TYPE_ORDER))):
-        shown = request.rules.apply(by_type[link_type]) if request.rules else by_type[link_type]
-        if shown:
-            links[link_type] = [
-                _item(row, generation=generation, touchpoint=request.touchpoint) for row in shown[: request.limit]
-            ]
-    return {"sku": request.sku, "generation": generation, "touchpoint": request.touchpoint, "links": links}
+    rows = _working_visible_rows(request.on).filter(source_id=request.head.source_id).order_by("type", "position", "id")
+    return _product_body(request, rows, generation=request.head.generation + 1)
 
 
 def recommendations_payload_next(
