@@ -362,8 +362,8 @@ TOP_PHASES = (
     ("recompute", "order_history_load", "read history"),
     ("recompute", "exclusion_arrays", "exclusions"),
     ("recompute", "prepare", "prepare"),
-    ("recompute", "mine_block", "mine blocks"),
-    ("recompute", "merge", "merge"),
+    ("recompute", "mine_upper", "mine blocks"),
+    ("recompute", "pairs_from_upper", "score"),
     ("recompute", "pair_accounts", "accounts"),
     ("recompute", "suggestions_store", "store"),
     ("recompute", "run_progress", "progress writes"),
@@ -583,7 +583,8 @@ def _fmt_phases(run: dict) -> str:
     claim = p.get("create run", 0.0) + p.get("claim", 0.0) + p.get("progress writes", 0.0) + p.get("other", 0.0)
     return (
         f"read {read:.2f} (SQL {sql:.2f}) | excl {p.get('exclusions', 0.0):.2f} | prepare {p.get('prepare', 0.0):.2f}"
-        f" | mine {p.get('mine blocks', 0.0):.2f} ({run['blocks']} blocks) | accounts {p.get('accounts', 0.0):.2f}"
+        f" | mine {p.get('mine blocks', 0.0):.2f} ({run['blocks']} blocks) | score {p.get('score', 0.0):.2f}"
+        f" | accounts {p.get('accounts', 0.0):.2f}"
         f" | store {store:.2f} (stage {stage:.2f}, upserts {upserts:.2f}, rest {store - stage - upserts:.2f})"
         f" | run bookkeeping {claim:.2f}"
     )

@@ -12,6 +12,11 @@ Public API (import from here, not from the submodules):
   top-K already applied), ``merge`` checks that the blocks tile all products and
   concatenates them: ``merge(mine_block(p, a, b, ...) for a, b in block_ranges(...))`` is
   bit-identical to ``mine_pairs`` whatever the block size or order.
+- ``mine_upper`` -> ``UpperPairs``, ``pairs_from_upper``: how ``mine_pairs`` does it in one
+  process: each block counts only its pairs a -> b with b > a (each unordered pair once,
+  half the counting), and ``pairs_from_upper`` mirrors them and finishes every block. Its
+  blocks are not independent (a source's pairs come from all blocks before it), so a run
+  spread over Celery workers uses ``mine_block``.
 - ``SCORES``: the names ``MiningOptions.score`` accepts; ``DEFAULT_SCORE`` is the default.
 - ``backtest(...)``: hit@10 / recall@10 of a configuration against the bestsellers and
   co-count baselines (see backtest.py).
@@ -28,11 +33,14 @@ from merchandising.mining.engine import (
     MiningOptions,
     PairResult,
     Prepared,
+    UpperPairs,
     block_ranges,
     map_blocks,
     merge,
     mine_block,
     mine_pairs,
+    mine_upper,
+    pairs_from_upper,
     prepare,
 )
 
@@ -43,11 +51,14 @@ __all__ = [
     "MiningOptions",
     "PairResult",
     "Prepared",
+    "UpperPairs",
     "backtest",
     "block_ranges",
     "map_blocks",
     "merge",
     "mine_block",
     "mine_pairs",
+    "mine_upper",
+    "pairs_from_upper",
     "prepare",
 ]

@@ -15,16 +15,18 @@ block's pairs, never by a dense products^2 or orders x products array. Blocks ar
 independent and deterministic: ``prepare`` builds the matrices once, ``mine_block`` mines
 the sources of one block (run it in-process, or as one task of a Celery group/chord on
 another machine), ``merge`` concatenates the blocks. ``mine_pairs`` is those three in a row.
-The product is SciPy's sparse-product kernel, called once per block with an upper bound for
-the output size instead of SciPy's exact-size pre-pass (see ``_co_counts``). Measured figures
-(compute time, pair-occurrences per second, peak RSS, DuckDB and pure-Python baselines) are
-in benchmarks/mining_engine.py's output.
 
-The time-decayed count is computed in the same sparse product: the right-hand matrix holds
-``1 + i*w`` (w = the order's decay weight) as complex numbers, so the real part of each
-entry is the co-count and the imaginary part the decayed co-count. One complex product
-walks the sparse structure once instead of twice (the index work dominates, not the
-arithmetic); the real part is a sum of exact 1.0s, hence an exact integer.
+The block's product is computed by the Numba kernels of ``kernel.py``: Gustavson's row-by-row
+sparse product (SciPy's algorithm) with the ``min_count`` threshold applied as each row is
+finished, so the block's full product (every co-occurring pair, ~8x the pairs that reach
+min_count 3 at 200k orders) is never materialised, and a per-source top-K selection instead
+of a sort of the whole block. ``prepare`` builds its CSR structures with linear passes
+(counting sort, duplicate marks) instead of SciPy's sort-based COO conversion. Without Numba
+the engine falls back to SciPy (``_co_counts``: SciPy's kernel with the block's product as
+``co_count + i * decayed_co_count`` complex numbers, then NumPy sorts); both paths give
+bit-identical results (tests/merchandising/test_engine.py). Measured figures (compute time,
+pair-occurrences per second, peak RSS, DuckDB and pure-Python baselines) are in
+benchmarks/mining_engine.py's output.
 
 Rules (the brute-force reference in the tests implements exactly these)
 ----------------------------------------------------------------------
@@ -96,9 +98,18 @@ import math
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import numpy as np
 import scipy.sparse as sp
+
+from merchandising.mining.kernel import count_block as _count_block
+from merchandising.mining.kernel import distinct_rows as _distinct_rows
+from merchandising.mining.kernel import line_structures as _line_structures
+from merchandising.mining.kernel import mirror_fill as _mirror_fill
+from merchandising.mining.kernel import order_ages as _order_ages
+from merchandising.mining.kernel import product_totals as _product_totals
+from merchandising.mining.kernel import top_k_order as _top_k_order
 
 try:  # SciPy's sparse-product kernel, called without the exact-size pre-pass (see _co_counts)
     from scipy.sparse._sparsetools import csr_matmat as _csr_matmat
@@ -315,8 +326,8 @@ class Prepared:
     """The history as sparse matrices, ready for ``mine_block`` (picklable, so it can be sent
     to workers; or every worker calls ``prepare`` on the same input: it is deterministic).
 
-    ``by_product`` is products x pair-orders (int8 ones); ``by_order`` is pair-orders x
-    products holding ``1 + i*w`` with w the order's decay weight. Pair-orders are the kept
+    ``by_product`` is products x pair-orders and ``by_order`` pair-orders x products (int8
+    ones); ``pair_weights`` holds each pair-order's decay weight. Pair-orders are the kept
     orders with 2..max_basket_size distinct products, renumbered densely.
     """
 
@@ -329,9 +340,11 @@ class Prepared:
     product_counts: np.ndarray  # int64[n_products]: kept orders containing the product
     product_decayed: np.ndarray  # float64[n_products]: the same orders, each weighted by its decay
     pair_basket_sizes: np.ndarray  # int64[n_pair_orders]: distinct products of each pair order
+    pair_weights: np.ndarray  # float64[n_pair_orders]: the decay weight of each pair order
     decayed_n_orders: float  # sum of the decay weights of all kept orders
     by_product: sp.csr_matrix
     by_order: sp.csr_matrix
+    line_positions: np.ndarray | None  # per by_product entry: where that line is in by_order.indices
     lookback_days: float | None
     max_basket_size: int | None
     half_life_days: float
@@ -367,20 +380,56 @@ class PairResult:
         return len(self.source)
 
 
-@dataclass(frozen=True, eq=False)
 class _Metrics:
-    co_count: np.ndarray
-    count_a: np.ndarray
-    count_b: np.ndarray
-    n_orders: int
-    support: np.ndarray
-    confidence: np.ndarray
-    lift: np.ndarray
-    jaccard: np.ndarray
-    decayed_co_count: np.ndarray
-    decayed_a: np.ndarray
-    decayed_b: np.ndarray
-    decayed_n_orders: float
+    """The metrics of a set of pairs, each computed on first use (a score reads only the few
+    it needs; the rest are computed for the top-K pairs only). Element-wise, so computing a
+    metric on a subset gives the same values as computing it on all and then subsetting."""
+
+    def __init__(self, prepared: Prepared, source: np.ndarray, target: np.ndarray, co_count, decayed) -> None:
+        self._prepared = prepared
+        self.source = source
+        self.target = target
+        self.co_count = co_count
+        self.decayed_co_count = decayed
+        self.n_orders = prepared.n_orders
+        self.decayed_n_orders = prepared.decayed_n_orders
+
+    def take(self, index: np.ndarray) -> _Metrics:
+        return _Metrics(
+            self._prepared, self.source[index], self.target[index], self.co_count[index], self.decayed_co_count[index]
+        )
+
+    @cached_property
+    def count_a(self) -> np.ndarray:
+        return self._prepared.product_counts[self.source]
+
+    @cached_property
+    def count_b(self) -> np.ndarray:
+        return self._prepared.product_counts[self.target]
+
+    @cached_property
+    def support(self) -> np.ndarray:
+        return self.co_count / float(self.n_orders) if self.n_orders else np.zeros(0)
+
+    @cached_property
+    def confidence(self) -> np.ndarray:
+        return self.co_count / self.count_a
+
+    @cached_property
+    def lift(self) -> np.ndarray:
+        return (self.co_count * self.n_orders).astype(np.float64) / (self.count_a * self.count_b).astype(np.float64)
+
+    @cached_property
+    def jaccard(self) -> np.ndarray:
+        return self.co_count / (self.count_a + self.count_b - self.co_count)
+
+    @cached_property
+    def decayed_a(self) -> np.ndarray:
+        return self._prepared.product_decayed[self.source]
+
+    @cached_property
+    def decayed_b(self) -> np.ndarray:
+        return self._prepared.product_decayed[self.target]
 
 
 _ARRAY_FIELDS = (
@@ -444,21 +493,30 @@ def prepare(
             orders, products, ages = orders[keep], products[keep], ages[keep]
 
     n_rows = int(orders.max()) + 1 if len(orders) else 0
-    age_of_order = np.zeros(n_rows, dtype=np.float64)
-    age_of_order[orders] = ages
-    if not np.array_equal(age_of_order[orders], ages):
+    if _distinct_rows is not None:
+        age_of_order, consistent = _order_ages(orders, ages, n_rows)
+        age_of_order = np.nan_to_num(age_of_order, nan=0.0)
+    else:
+        age_of_order = np.zeros(n_rows, dtype=np.float64)
+        age_of_order[orders] = ages
+        consistent = np.array_equal(age_of_order[orders], ages)
+    if not consistent:
         raise ValueError("order_age_days must be the same on every line of an order")
 
-    # COO -> CSR merges duplicate lines into one entry; only the structure is used from here on.
-    x = sp.csr_matrix(
-        (np.ones(len(orders), dtype=np.int32), (orders, products)),
-        shape=(n_rows, n_products),
-    )
-    x.sum_duplicates()
+    # One entry per distinct order line; only the structure is used from here on.
+    if _distinct_rows is not None:
+        indptr, indices = _distinct_rows(orders, products, n_rows, n_products)
+        x = sp.csr_matrix((np.ones(len(indices), dtype=np.int8), indices, indptr), shape=(n_rows, n_products))
+    else:  # COO -> CSR merges duplicate lines
+        x = sp.csr_matrix((np.ones(len(orders), dtype=np.int32), (orders, products)), shape=(n_rows, n_products))
+        x.sum_duplicates()
     basket = np.diff(x.indptr)
-    product_counts = np.bincount(x.indices, minlength=n_products).astype(np.int64)
     order_weight = _decay(age_of_order, options.half_life_days) * (basket > 0)
-    product_decayed = np.bincount(x.indices, weights=np.repeat(order_weight, basket), minlength=n_products)
+    if _product_totals is not None:
+        product_counts, product_decayed = _product_totals(x.indptr, x.indices, order_weight, n_products)
+    else:
+        product_counts = np.bincount(x.indices, minlength=n_products).astype(np.int64)
+        product_decayed = np.bincount(x.indices, weights=np.repeat(order_weight, basket), minlength=n_products)
     n_orders = int(np.count_nonzero(basket))
     n_lines = int(x.nnz)
 
@@ -472,12 +530,7 @@ def prepare(
     del x
     sizes = basket[pair_rows_idx].astype(np.int64)
     weights = _decay(age_of_order[pair_rows_idx], options.half_life_days)
-    by_order = sp.csr_matrix(
-        (1.0 + 1j * np.repeat(weights, sizes), xp.indices, xp.indptr),
-        shape=xp.shape,
-    )
-    xp.data = np.ones(xp.nnz, dtype=np.int8)
-    by_product = xp.T.tocsr()
+    by_order, by_product, line_positions = _line_views(xp, n_products)
     return Prepared(
         n_products=n_products,
         n_orders=n_orders,
@@ -488,13 +541,35 @@ def prepare(
         product_counts=product_counts,
         product_decayed=product_decayed,
         pair_basket_sizes=sizes,
+        pair_weights=weights,
         decayed_n_orders=float(order_weight.sum()),
         by_product=by_product,
         by_order=by_order,
+        line_positions=line_positions,
         lookback_days=options.lookback_days,
         max_basket_size=options.max_basket_size,
         half_life_days=options.half_life_days,
     )
+
+
+def _line_views(xp: sp.csr_matrix, n_products: int) -> tuple[sp.csr_matrix, sp.csr_matrix, np.ndarray | None]:
+    """(by_order with each row's products ascending, by_product = its transpose, and for every
+    by_product entry the position of that line in by_order's indices), int8 ones as data."""
+    n_rows, nnz = xp.shape[0], xp.nnz
+    if _line_structures is None:
+        xp.sort_indices()
+        xp.data = np.ones(nnz, dtype=np.int8)
+        return xp, xp.T.tocsr(), None
+    index = np.int32 if max(nnz, n_rows, n_products) < 2**31 - 1 else np.int64
+    source_indptr = np.empty(n_products + 1, dtype=np.int64)
+    source_orders = np.empty(nnz, dtype=index)
+    sorted_products = np.empty(nnz, dtype=index)
+    positions = np.empty(nnz, dtype=index)
+    _line_structures(xp.indptr, xp.indices, source_indptr, source_orders, sorted_products, positions)
+    ones = np.ones(nnz, dtype=np.int8)
+    by_order = sp.csr_matrix((ones, sorted_products, xp.indptr), shape=(n_rows, n_products))
+    by_product = sp.csr_matrix((ones, source_orders, source_indptr), shape=(n_products, n_rows))
+    return by_order, by_product, positions
 
 
 def _decay(age_days: np.ndarray, half_life_days: float) -> np.ndarray:
@@ -516,7 +591,149 @@ def mine_block(
     exclusions: Exclusions | None = None,
 ) -> PairResult:
     """Mine the pairs whose source is in [start, stop). Independent of every other block and
-    deterministic, so blocks can run in any order, anywhere, and ``merge`` afterwards."""
+    deterministic, so blocks can run in any order, anywhere, and ``merge`` afterwards.
+
+    Counts every pair of its sources itself, so it does the work of both a -> b and b -> a;
+    ``mine_pairs`` in one process counts each unordered pair once instead (``mine_upper``)."""
+    compiled = _checked_block(prepared, start, stop, options, exclusions)
+    source, target, co_count, decayed = _counted_pairs(prepared, start, stop, max(options.min_count, 1), compiled)
+    keep = (source != target) & compiled.allowed(source, target)
+    return _scored(prepared, options, start, stop, source[keep], target[keep], co_count[keep], decayed[keep])
+
+
+@dataclass(eq=False)
+class UpperPairs:
+    """Counted pairs a -> b with a < b of the sources in ``sources`` (from ``mine_upper``):
+    co_count >= min_count, exclusions applied; no direction-dependent threshold yet."""
+
+    source: np.ndarray  # int32
+    target: np.ndarray  # int32
+    co_count: np.ndarray  # int32 (int64 when mined without Numba)
+    decayed_co_count: np.ndarray  # float64
+    sources: tuple[int, int]
+
+
+def mine_upper(
+    prepared: Prepared,
+    start: int,
+    stop: int,
+    options: MiningOptions,
+    exclusions: Exclusions | None = None,
+) -> UpperPairs:
+    """Count the pairs a -> b with a in [start, stop) and b > a: each unordered pair once.
+
+    co_count and decayed_co_count are symmetric, and so are ``min_count`` and every exclusion,
+    so b -> a is a's pair mirrored; ``pairs_from_upper`` does that and the rest. Half the
+    counting of ``mine_block`` (measured in benchmarks/mining_engine.py), but a source's
+    pairs now come from every block before it: use it when all blocks are mined in one
+    process (``mine_pairs``, a run's in-process path); a run spread over Celery workers uses
+    ``mine_block``.
+    """
+    compiled = _checked_block(prepared, start, stop, options, exclusions)
+    min_count = max(options.min_count, 1)
+    if _count_block is not None:
+        by_product, by_order = prepared.by_product, prepared.by_order
+        source, target, co_count, decayed = _count_block(
+            by_product.indptr,
+            by_product.indices,
+            by_order.indptr,
+            by_order.indices,
+            prepared.pair_weights,
+            prepared.line_positions,
+            True,
+            start,
+            stop,
+            min_count,
+            _eligible(compiled, prepared.n_products),
+        )
+        keep = compiled.allowed(source, target)
+    else:  # every pair of the block, then the upper half
+        source, target, co_count, decayed = _counted_pairs(prepared, start, stop, min_count, compiled)
+        keep = (target > source) & compiled.allowed(source, target)
+    return UpperPairs(source[keep], target[keep], co_count[keep], decayed[keep], sources=(start, stop))
+
+
+def pairs_from_upper(
+    prepared: Prepared,
+    parts: Iterable[UpperPairs],
+    options: MiningOptions,
+    *,
+    workers: int = 1,
+) -> PairResult:
+    """The result of a mining from the ``mine_upper`` parts of all its blocks (which must tile
+    [0, n_products)): every pair and its mirror grouped by source (a counting sort), then per
+    block of the parts' ranges (``workers`` at a time, see ``map_blocks``) the thresholds,
+    scores and top-K, exactly as ``mine_block`` would give them. A list of parts is emptied
+    as it is used (its arrays are freed before the scoring)."""
+    ordered = sorted(parts, key=lambda part: part.sources)
+    if isinstance(parts, list):
+        parts.clear()  # consumed: the parts are freed once mirrored (their memory, ~1/3 of the pairs')
+    parts = ordered
+    del ordered
+    n_products = prepared.n_products
+    ranges = [part.sources for part in parts]
+    _check_tiling(ranges, n_products)
+    per_source = np.zeros(n_products, dtype=np.int64)
+    for part in parts:
+        per_source += np.bincount(part.source, minlength=n_products)
+        per_source += np.bincount(part.target, minlength=n_products)
+    indptr = np.zeros(n_products + 1, dtype=np.int64)
+    np.cumsum(per_source, out=indptr[1:])
+    total = int(indptr[-1])
+    # Grouped by source: the source of each slot is implied by indptr.
+    target = np.empty(total, dtype=np.int32)
+    co_count = np.empty(total, dtype=np.int32)  # int64 again per block, in _scored
+    decayed = np.empty(total, dtype=np.float64)
+    if _mirror_fill is not None:
+        fill = indptr[:-1].copy()
+        # Each thread fills the groups of its own source range (as many ranges as workers,
+        # split at equal numbers of pairs).
+        edges = np.searchsorted(indptr, np.linspace(0, total, workers + 1)[1:-1]).tolist()
+        bounds = [0, *edges, n_products]
+
+        def fill_range(sources: tuple[int, int]) -> None:
+            for part in parts:
+                _mirror_fill(
+                    part.source,
+                    part.target,
+                    part.co_count,
+                    part.decayed_co_count,
+                    *sources,
+                    fill,
+                    target,
+                    co_count,
+                    decayed,
+                )
+
+        map_blocks(fill_range, list(zip(bounds[:-1], bounds[1:], strict=True)), workers)
+        del fill
+    elif total:
+        sources = np.concatenate([p.source for p in parts] + [p.target for p in parts])
+        by_source = np.argsort(sources, kind="stable")
+        target[:] = np.concatenate([p.target for p in parts] + [p.source for p in parts])[by_source]
+        co_count[:] = np.concatenate([p.co_count for p in parts] * 2)[by_source]
+        decayed[:] = np.concatenate([p.decayed_co_count for p in parts] * 2)[by_source]
+
+    def score(block: tuple[int, int]) -> PairResult:
+        first, last = indptr[block[0]], indptr[block[1]]
+        source = np.repeat(np.arange(*block, dtype=np.int32), per_source[block[0] : block[1]])
+        return _scored(
+            prepared,
+            options,
+            *block,
+            source,
+            target[first:last],
+            co_count[first:last],
+            decayed[first:last],
+        )
+
+    parts.clear()
+    return merge(map_blocks(score, ranges, workers))
+
+
+def _checked_block(
+    prepared: Prepared, start: int, stop: int, options: MiningOptions, exclusions: Exclusions | None
+) -> _CompiledExclusions:
     if (options.lookback_days, options.max_basket_size, options.half_life_days) != (
         prepared.lookback_days,
         prepared.max_basket_size,
@@ -526,62 +743,67 @@ def mine_block(
     n_products = prepared.n_products
     if not (_is_int(start) and _is_int(stop) and 0 <= start <= stop <= n_products):
         raise ValueError(f"block [{start}, {stop}) is not inside [0, {n_products})")
-    compiled = (exclusions or Exclusions())._checked(n_products)
+    return (exclusions or Exclusions())._checked(n_products)
 
-    indptr, indices, data = _co_counts(prepared, start, stop)
-    # Most entries fail min_count: select on the raw product first, build source/target after.
-    counts = data.real
-    candidate = np.flatnonzero(counts >= max(options.min_count, 1))
-    source = (np.searchsorted(indptr, candidate, side="right") - 1 + start).astype(np.int32)
-    target = indices[candidate].astype(np.int32, copy=False)
-    co_count = counts[candidate].astype(np.int64)
-    decayed = data.imag[candidate]
-    del indptr, indices, data, counts, candidate
 
-    keep = (source != target) & compiled.allowed(source, target)
-    source, target, co_count, decayed = source[keep], target[keep], co_count[keep], decayed[keep]
+def _check_tiling(ranges: Sequence[tuple[int, int]], n_products: int) -> None:
+    """Sorted [start, stop) ranges must tile [0, n_products) exactly."""
+    expected = 0
+    for start, stop in ranges:
+        if start != expected:
+            raise ValueError(f"blocks do not tile [0, {n_products}): a gap or overlap at {expected}")
+        expected = stop
+    if expected != n_products:
+        raise ValueError(f"blocks do not tile [0, {n_products}): they stop at {expected}")
 
-    n_orders = prepared.n_orders
-    count_a = prepared.product_counts[source]
-    count_b = prepared.product_counts[target]
-    confidence = co_count / count_a
-    lift = (co_count * n_orders).astype(np.float64) / (count_a * count_b).astype(np.float64)
-    keep = (confidence >= options.min_confidence) & (lift >= options.min_lift)
-    if not keep.all():
-        source, target, co_count, decayed = source[keep], target[keep], co_count[keep], decayed[keep]
-        count_a, count_b, confidence, lift = count_a[keep], count_b[keep], confidence[keep], lift[keep]
-    metrics = _Metrics(
-        co_count=co_count,
-        count_a=count_a,
-        count_b=count_b,
-        n_orders=n_orders,
-        support=co_count / float(n_orders) if n_orders else np.zeros(0),
-        confidence=confidence,
-        lift=lift,
-        jaccard=co_count / (count_a + count_b - co_count),
-        decayed_co_count=decayed,
-        decayed_a=prepared.product_decayed[source],
-        decayed_b=prepared.product_decayed[target],
-        decayed_n_orders=prepared.decayed_n_orders,
-    )
+
+def _eligible(compiled: _CompiledExclusions, n_products: int) -> np.ndarray:
+    return compiled.eligible if compiled.eligible is not None else np.ones(n_products, dtype=bool)
+
+
+def _scored(
+    prepared: Prepared,
+    options: MiningOptions,
+    start: int,
+    stop: int,
+    source: np.ndarray,
+    target: np.ndarray,
+    co_count: np.ndarray,
+    decayed: np.ndarray,
+) -> PairResult:
+    """The block's result from its counted, allowed pairs (grouped by source ascending):
+    metrics, direction-dependent thresholds, score, top-K."""
+    # int64: co_count * n_orders (lift) must not wrap around.
+    metrics = _Metrics(prepared, source, target, co_count.astype(np.int64, copy=False), decayed)
+    keep = None
+    if options.min_confidence > 0:
+        keep = metrics.confidence >= options.min_confidence
+    if options.min_lift > 0:
+        keep = metrics.lift >= options.min_lift if keep is None else keep & (metrics.lift >= options.min_lift)
+    if keep is not None and not keep.all():
+        metrics = metrics.take(np.flatnonzero(keep))
     score = SCORES[options.score](metrics)
-    pairs_scored = len(source)
+    pairs_scored = len(metrics.source)
 
-    order = _ranking_order(source, target, score, start, stop, n_products)
-    if options.top_k is not None and len(order):
-        order = order[_rank_within_source(source[order]) < options.top_k]
+    if options.top_k is not None and _top_k_order is not None and not np.isnan(score).any():
+        order = _top_k_order(metrics.source, metrics.target, score, options.top_k)
+    else:
+        order = _ranking_order(metrics.source, metrics.target, score, start, stop, prepared.n_products)
+        if options.top_k is not None and len(order):
+            order = order[_rank_within_source(metrics.source[order]) < options.top_k]
+    kept = metrics.take(order)
     return PairResult(
-        source=source[order],
-        target=target[order],
-        co_count=co_count[order],
-        support=metrics.support[order],
-        confidence=confidence[order],
-        lift=lift[order],
-        jaccard=metrics.jaccard[order],
-        decayed_co_count=decayed[order],
+        source=kept.source,
+        target=kept.target,
+        co_count=kept.co_count,
+        support=kept.support,
+        confidence=kept.confidence,
+        lift=kept.lift,
+        jaccard=kept.jaccard,
+        decayed_co_count=kept.decayed_co_count,
         score=score[order],
-        n_orders=n_orders,
-        n_products=n_products,
+        n_orders=prepared.n_orders,
+        n_products=prepared.n_products,
         n_lines=prepared.n_lines,
         pairs_scored=pairs_scored,
         product_counts=prepared.product_counts,
@@ -590,8 +812,47 @@ def mine_block(
     )
 
 
+def _counted_pairs(
+    prepared: Prepared, start: int, stop: int, min_count: int, compiled: _CompiledExclusions
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(source, target, co_count, decayed_co_count) of the block's pairs with co_count >=
+    min_count, in any order; some pairs that fail the exclusions may be left in.
+
+    The fused kernel (merchandising/mining/kernel.py) counts and filters in one pass; without
+    Numba, SciPy's sparse product of the block, then a NumPy selection. Both give the same
+    pairs with bit-identical values.
+    """
+    if _count_block is not None:
+        by_product, by_order = prepared.by_product, prepared.by_order
+        return _count_block(
+            by_product.indptr,
+            by_product.indices,
+            by_order.indptr,
+            by_order.indices,
+            prepared.pair_weights,
+            prepared.line_positions,
+            False,
+            start,
+            stop,
+            min_count,
+            _eligible(compiled, prepared.n_products),
+        )
+    indptr, indices, data = _co_counts(prepared, start, stop)
+    # Most entries fail min_count: select on the raw product first, build source/target after.
+    counts = data.real
+    candidate = np.flatnonzero(counts >= min_count)
+    source = (np.searchsorted(indptr, candidate, side="right") - 1 + start).astype(np.int32)
+    target = indices[candidate].astype(np.int32, copy=False)
+    return source, target, counts[candidate].astype(np.int64), data.imag[candidate]
+
+
 def _co_counts(prepared: Prepared, start: int, stop: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(indptr, indices, data) of ``by_product[start:stop] @ by_order``, rows in any column order.
+    """(indptr, indices, data) of ``by_product[start:stop] @ by_order``, rows in any column order,
+    data ``co_count + i * decayed_co_count``.
+
+    The right-hand matrix holds ``1 + i*w`` (w = the order's decay weight) as complex
+    numbers, so the real part of each entry is the co-count and the imaginary part the
+    decayed co-count: one complex product walks the sparse structure once instead of twice.
 
     SciPy's ``A @ B`` walks the whole product twice: once to size the output exactly, once to
     fill it. Here the output is sized by a cheap upper bound instead (per row: the sizes of its
@@ -599,7 +860,9 @@ def _co_counts(prepared: Prepared, start: int, stop: int) -> tuple[np.ndarray, n
     kernel writes the row pointers itself and never more entries than the bound.
     """
     a = prepared.by_product[start:stop]
-    b = prepared.by_order
+    structure = prepared.by_order
+    weights = np.repeat(prepared.pair_weights, np.diff(structure.indptr))
+    b = sp.csr_matrix((1.0 + 1j * weights, structure.indices, structure.indptr), shape=structure.shape)
     if _csr_matmat is None or a.shape[0] == 0:
         product = a @ b
         return product.indptr, product.indices, product.data
@@ -672,13 +935,7 @@ def merge(parts: Iterable[PairResult]) -> PairResult:
             first.score_name,
         ) or not np.array_equal(part.product_counts, first.product_counts):
             raise ValueError("merge() got blocks of different minings")
-    expected = 0
-    for part in parts:
-        if part.sources[0] != expected:
-            raise ValueError(f"blocks do not tile [0, {first.n_products}): a gap or overlap at {expected}")
-        expected = part.sources[1]
-    if expected != first.n_products:
-        raise ValueError(f"blocks do not tile [0, {first.n_products}): they stop at {expected}")
+    _check_tiling([part.sources for part in parts], first.n_products)
     # Disjoint, sorted source ranges: concatenation in range order is already sorted.
     arrays = {name: np.concatenate([getattr(part, name) for part in parts]) for name in _ARRAY_FIELDS}
     return PairResult(
@@ -711,7 +968,8 @@ def mine_pairs(
     options = options or MiningOptions()
     prepared = prepare(order_idx, product_idx, order_age_days, n_products, options)
     ranges = block_ranges(n_products, options.block_size) or [(0, 0)]
-    return merge(map_blocks(lambda block: mine_block(prepared, *block, options, exclusions), ranges, workers))
+    parts = map_blocks(lambda block: mine_upper(prepared, *block, options, exclusions), ranges, workers)
+    return pairs_from_upper(prepared, parts, options, workers=workers)
 
 
 def map_blocks(work: Callable[[tuple[int, int]], PairResult], ranges: Sequence[tuple[int, int]], workers: int):

@@ -26,10 +26,13 @@ from merchandising.mining import (
     MiningOptions,
     PairResult,
     Prepared,
+    UpperPairs,
     block_ranges,
     map_blocks,
     merge,
     mine_block,
+    mine_upper,
+    pairs_from_upper,
     prepare,
 )
 from merchandising.models import MiningRun, SuggestionStatus
@@ -47,8 +50,8 @@ from merchandising.services.runs import (
 
 logger = logging.getLogger(__name__)
 
-# Progress (percent) at the start of each phase; blocks fill MINING..ACCOUNTS.
-LOADING, MINING, ACCOUNTS, STORING, DONE = 2, 15, 80, 85, 100
+# Progress (percent) at the start of each phase; blocks fill MINING..SCORING.
+LOADING, MINING, SCORING, ACCOUNTS, STORING, DONE = 2, 15, 75, 80, 85, 100
 STORE_BATCH = 50_000  # pairs per upsert statement
 ACCOUNT_LOOKUPS_CHUNK = 2_000_000  # order lookups per chunk in pair_accounts (one chunk per thread at a time)
 METRIC_FIELDS = ("co_count", "support", "confidence", "lift", "jaccard", "decayed_co_count", "score", "accounts")
@@ -97,26 +100,31 @@ def suggestions_recompute(
         excluded = engine_exclusions(exclusions)
         parts = []
         # Blocks in threads, settings.MINING_THREADS at a time; progress is saved between
-        # batches from this thread (a Django connection belongs to its thread).
+        # batches from this thread (a Django connection belongs to its thread). In one
+        # process each unordered pair is counted once (mine_upper), then mirrored and scored.
         step = settings.MINING_THREADS
         for done in range(0, len(ranges), step):
             batch = ranges[done : done + step]
-            parts += map_blocks(partial(_mine, prepared, options, excluded), batch, step)
+            parts += map_blocks(partial(_mine_upper, prepared, options, excluded), batch, step)
             run_progress(
                 run=run,
                 phase=f"mining block {done + len(batch)} of {len(ranges)}",
-                progress=MINING + (ACCOUNTS - MINING) * (done + len(batch)) // len(ranges),
+                progress=MINING + (SCORING - MINING) * (done + len(batch)) // len(ranges),
             )
+        run_progress(run=run, phase="scoring", progress=SCORING)
+        result = pairs_from_upper(prepared, parts, options, workers=step)
         del prepared
-        _finish(run=run, history=history, result=merge(parts))
+        _finish(run=run, history=history, result=result)
     except Exception as exc:  # noqa: BLE001 - any failure ends the run as FAILED, suggestions untouched
         run_fail(run_id=run.pk, exc=exc)
     run.refresh_from_db()
     return run
 
 
-def _mine(prepared: Prepared, options: MiningOptions, exclusions: Exclusions, block: tuple[int, int]) -> PairResult:
-    return mine_block(prepared, block[0], block[1], options, exclusions)
+def _mine_upper(
+    prepared: Prepared, options: MiningOptions, exclusions: Exclusions, block: tuple[int, int]
+) -> UpperPairs:
+    return mine_upper(prepared, block[0], block[1], options, exclusions)
 
 
 def engine_exclusions(exclusions: ExclusionArrays) -> Exclusions:

@@ -29,6 +29,8 @@ from merchandising.mining import (
     merge,
     mine_block,
     mine_pairs,
+    mine_upper,
+    pairs_from_upper,
     prepare,
 )
 from merchandising.mining import engine as mining_engine
@@ -296,22 +298,52 @@ def test_result_does_not_depend_on_block_size_or_block_order(data):
     assert_same(merge([mine_block(prepared, a, b, options, exclusions) for a, b in ranges]), whole)
 
 
-@settings(max_examples=30, deadline=None)
+NUMBA_KERNELS = (
+    "_count_block",
+    "_top_k_order",
+    "_mirror_fill",
+    "_distinct_rows",
+    "_order_ages",
+    "_product_totals",
+    "_line_structures",
+)
+
+
+@settings(max_examples=60, deadline=None)
 @given(data=st.data())
-def test_public_sparse_product_gives_the_same_result(data):
-    """The engine calls SciPy's kernel directly (skipping its sizing pass); the public
-    ``A @ B`` it falls back to must give bit-identical results."""
+def test_numba_kernels_and_scipy_product_give_the_same_result(data):
+    """Three ways to the same result, bit for bit: the Numba kernels (the default), the
+    engine without Numba (SciPy's sparse-product kernel called directly, NumPy sorts), and
+    SciPy's public ``A @ B`` (the path when that private kernel moved). Both through
+    ``mine_pairs`` (each unordered pair counted once) and ``mine_block`` (every pair)."""
     lines, n_products = data.draw(histories())
     options = data.draw(mining_options(n_products))
+    exclusions = data.draw(st.none() | exclusions_for(n_products))
     arrays = as_arrays(lines)
-    direct = mine_pairs(*arrays, n_products, options)
-    kernel = mining_engine._csr_matmat
+    assert all(getattr(mining_engine, name) is not None for name in NUMBA_KERNELS)
+
+    def both_ways():
+        prepared = prepare(*arrays, n_products, options)
+        blocks = [
+            mine_block(prepared, a, b, options, exclusions) for a, b in block_ranges(n_products, options.block_size)
+        ]
+        return mine_pairs(*arrays, n_products, options, exclusions), merge(blocks) if blocks else None
+
+    fused, fused_blocks = both_ways()
+    saved = {name: getattr(mining_engine, name) for name in (*NUMBA_KERNELS, "_csr_matmat")}
     try:
+        for name in NUMBA_KERNELS:
+            setattr(mining_engine, name, None)
+        scipy_direct, scipy_direct_blocks = both_ways()
         mining_engine._csr_matmat = None
-        public = mine_pairs(*arrays, n_products, options)
+        scipy_public, scipy_public_blocks = both_ways()
     finally:
-        mining_engine._csr_matmat = kernel
-    assert_same(direct, public)
+        for name, kernel in saved.items():
+            setattr(mining_engine, name, kernel)
+    for result in (fused_blocks, scipy_direct, scipy_direct_blocks, scipy_public, scipy_public_blocks):
+        if result is not None:
+            assert_same(fused, result)
+    assert_matches_reference(scipy_direct, lines, n_products, options, exclusions)
 
 
 @FEWER
@@ -501,6 +533,25 @@ def test_blocks_must_tile_and_come_from_one_mining():
         mine_block(prepared, 0, 2, replace(options, half_life_days=10.0))
     with pytest.raises(ValueError, match="inside"):
         mine_block(prepared, 4, 6, options)
+
+
+def test_upper_parts_must_tile_and_are_consumed():
+    options = MiningOptions(min_count=1, block_size=2)
+    prepared = prepare(*as_arrays(EXAMPLE), 5, options)
+    parts = [mine_upper(prepared, a, b, options) for a, b in block_ranges(5, 2)]
+    # Each unordered pair once, at its smaller product: no part has a target at or below its source.
+    assert all((part.target > part.source).all() for part in parts)
+    assert sum(len(part.source) for part in parts) * 2 == len(example(replace(options, top_k=None)))
+    for order in (parts, parts[::-1]):
+        given_parts = list(order)
+        assert_same(pairs_from_upper(prepared, given_parts, options, workers=2), example(options))
+        assert given_parts == []
+    with pytest.raises(ValueError, match="tile"):
+        pairs_from_upper(prepared, parts[:2], options)
+    with pytest.raises(ValueError, match="tile"):
+        pairs_from_upper(prepared, [*parts, parts[0]], options)
+    with pytest.raises(ValueError, match="prepare"):
+        mine_upper(prepared, 0, 2, replace(options, max_basket_size=3))
 
 
 def test_workers_must_be_a_positive_integer():

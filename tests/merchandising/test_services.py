@@ -559,7 +559,7 @@ def test_a_failure_while_mining_is_recorded(monkeypatch):
     def broken(*args, **kwargs):
         raise MemoryError("out of memory")
 
-    monkeypatch.setattr(recompute_module, "mine_block", broken)
+    monkeypatch.setattr(recompute_module, "mine_upper", broken)
     run = recompute()
     assert (run.status, run.error, run.phase) == (MiningRun.Status.FAILED, "MemoryError: out of memory", "preparing")
     assert Suggestion.objects.count() == 0
@@ -586,8 +586,9 @@ def test_progress_is_written_between_phases_and_blocks(monkeypatch, settings, th
         ("loading history", 2, "running"),
         ("preparing", 10, "running"),
         # one thread: a progress step per block; two: both blocks mine at once, one step
-        *([("mining block 1 of 2", 47, "running")] if threads == 1 else []),
-        ("mining block 2 of 2", 80, "running"),
+        *([("mining block 1 of 2", 45, "running")] if threads == 1 else []),
+        ("mining block 2 of 2", 75, "running"),
+        ("scoring", 75, "running"),
         ("counting accounts", 80, "running"),
         ("storing suggestions", 85, "running"),
     ]
