@@ -284,14 +284,24 @@ def _top_k_order(source: np.ndarray, target: np.ndarray, score: np.ndarray, top_
     return out[:n_out].copy()
 
 
+def _compiled(function):
+    """``function`` compiled by Numba on first use, without the GIL, its machine code cached
+    on disk (next to this file, or in NUMBA_CACHE_DIR). Where no cache directory is
+    writable, Numba refuses ``cache=True`` at import: compile in every process instead."""
+    try:
+        return numba.njit(cache=True, nogil=True)(function)
+    except RuntimeError:  # "cannot cache function ...: no locator available"
+        return numba.njit(cache=False, nogil=True)(function)
+
+
 if numba is not None:
-    _grow = numba.njit(cache=True, nogil=True)(_grow)
-    count_block = numba.njit(cache=True, nogil=True)(_count_block)
-    top_k_order = numba.njit(cache=True, nogil=True)(_top_k_order)
-    order_ages = numba.njit(cache=True, nogil=True)(_order_ages)
-    distinct_rows = numba.njit(cache=True, nogil=True)(_distinct_rows)
-    product_totals = numba.njit(cache=True, nogil=True)(_product_totals)
-    line_structures = numba.njit(cache=True, nogil=True)(_line_structures)
-    mirror_fill = numba.njit(cache=True, nogil=True)(_mirror_fill)
+    _grow = _compiled(_grow)
+    count_block = _compiled(_count_block)
+    top_k_order = _compiled(_top_k_order)
+    order_ages = _compiled(_order_ages)
+    distinct_rows = _compiled(_distinct_rows)
+    product_totals = _compiled(_product_totals)
+    line_structures = _compiled(_line_structures)
+    mirror_fill = _compiled(_mirror_fill)
 else:  # pragma: no cover
     count_block = top_k_order = order_ages = distinct_rows = product_totals = line_structures = mirror_fill = None

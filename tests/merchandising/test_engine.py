@@ -570,3 +570,26 @@ def test_exclusion_arrays_are_checked():
 def test_default_score_is_a_known_score():
     assert MiningOptions().score == DEFAULT_SCORE
     assert DEFAULT_SCORE in SCORES
+
+
+def test_kernels_compile_where_no_cache_directory_is_writable(monkeypatch):
+    """Numba refuses cache=True when neither the code's directory nor a user cache directory
+    is writable: the kernels are then compiled without a cache instead of failing the import."""
+    from merchandising.mining import kernel
+
+    real_njit = kernel.numba.njit
+    calls = []
+
+    def njit(*args, **options):
+        if "cache" in options:  # the kernel module's call (Numba calls njit itself too)
+            calls.append(options["cache"])
+            if options["cache"]:
+                raise RuntimeError("cannot cache function '_product_totals': no locator available for file 'kernel.py'")
+        return real_njit(*args, **options)
+
+    monkeypatch.setattr(kernel.numba, "njit", njit)
+    product_totals = kernel._compiled(kernel._product_totals)
+    counts, decayed = product_totals(np.array([0, 2, 3]), np.array([1, 0, 1], dtype=np.int32), np.array([1.0, 0.5]), 2)
+    assert calls == [True, False]
+    assert counts.tolist() == [1, 2]
+    assert decayed.tolist() == [1.0, 1.5]
