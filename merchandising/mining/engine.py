@@ -493,7 +493,7 @@ def prepare(
             orders, products, ages = orders[keep], products[keep], ages[keep]
 
     n_rows = int(orders.max()) + 1 if len(orders) else 0
-    if _distinct_rows is not None:
+    if _order_ages is not None:
         age_of_order, consistent = _order_ages(orders, ages, n_rows)
         age_of_order = np.nan_to_num(age_of_order, nan=0.0)
     else:
