@@ -103,13 +103,32 @@ from functools import cached_property
 import numpy as np
 import scipy.sparse as sp
 
-from merchandising.mining.kernel import count_block as _count_block
-from merchandising.mining.kernel import distinct_rows as _distinct_rows
-from merchandising.mining.kernel import line_structures as _line_structures
-from merchandising.mining.kernel import mirror_fill as _mirror_fill
-from merchandising.mining.kernel import order_ages as _order_ages
-from merchandising.mining.kernel import product_totals as _product_totals
-from merchandising.mining.kernel import top_k_order as _top_k_order
+# The Numba kernels (kernel.py), loaded on first use by _load_kernels(): importing Numba adds
+# about 100 MB to a process, and most processes that import the engine (web workers, through
+# the services) never mine. None = not available: the engine then uses SciPy and NumPy.
+_UNLOADED = object()
+_KERNELS = (
+    "count_block",
+    "top_k_order",
+    "mirror_fill",
+    "distinct_rows",
+    "order_ages",
+    "product_totals",
+    "line_structures",
+)
+_count_block = _top_k_order = _mirror_fill = _distinct_rows = _order_ages = _product_totals = _line_structures = (
+    _UNLOADED
+)
+
+
+def _load_kernels() -> None:
+    if _count_block is not _UNLOADED:
+        return
+    from merchandising.mining import kernel
+
+    for name in _KERNELS:
+        globals()[f"_{name}"] = getattr(kernel, name)
+
 
 try:  # SciPy's sparse-product kernel, called without the exact-size pre-pass (see _co_counts)
     from scipy.sparse._sparsetools import csr_matmat as _csr_matmat
@@ -467,6 +486,7 @@ def prepare(
     ``product_idx`` in [0, n_products), ``order_age_days`` >= 0 and the same on every line of
     an order (a ValueError otherwise: an order has one date).
     """
+    _load_kernels()
     orders = np.asarray(order_idx)
     products = np.asarray(product_idx)
     ages = np.asarray(order_age_days, dtype=np.float64)
@@ -665,6 +685,7 @@ def pairs_from_upper(
     block of the parts' ranges (``workers`` at a time, see ``map_blocks``) the thresholds,
     scores and top-K, exactly as ``mine_block`` would give them. A list of parts is emptied
     as it is used (its arrays are freed before the scoring)."""
+    _load_kernels()
     ordered = sorted(parts, key=lambda part: part.sources)
     if isinstance(parts, list):
         parts.clear()  # consumed: the parts are freed once mirrored (their memory, ~1/3 of the pairs')
@@ -734,6 +755,7 @@ def pairs_from_upper(
 def _checked_block(
     prepared: Prepared, start: int, stop: int, options: MiningOptions, exclusions: Exclusions | None
 ) -> _CompiledExclusions:
+    _load_kernels()  # a Prepared may come from another process (pickled)
     if (options.lookback_days, options.max_basket_size, options.half_life_days) != (
         prepared.lookback_days,
         prepared.max_basket_size,

@@ -53,7 +53,7 @@ class OrdersImportResult:
     # Refused as a whole: the file cannot be read, rows are bad and skip_invalid is off, or
     # the database refused. Nothing was written (a dry run reports what would happen).
     refused: bool = False
-    # The lines went in on PostgreSQL's bulk-load path (constraints and indexes re-created).
+    # The orders and lines went in on PostgreSQL's bulk-load path (keys and indexes re-created).
     bulk_load: bool = False
     rows: int = 0  # data rows read (not the header, not empty lines)
     orders_created: int = 0
@@ -202,7 +202,7 @@ def _stage(
                 result.error_count = len(problems)
                 raise _Abort
             result.ignored_columns = header.ignored
-            with staging.loader() as (stage, reject):
+            with staging.loader() as (stage, reject, end_chunk):
                 counts = parse_rows(
                     lines,
                     header,
@@ -211,6 +211,8 @@ def _stage(
                     moment_value=staging.moment_value,
                     stage=stage,
                     reject=reject,
+                    end_chunk=end_chunk,
+                    chunk_rows=staging.chunk_rows,
                 )
         except FileError as exc:
             result.errors = [RowError(exc.line, exc.message)]

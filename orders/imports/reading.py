@@ -232,6 +232,8 @@ def parse_rows(
     moment_value: Callable[[datetime], Any],
     stage: Callable[[tuple], Any],
     reject: Callable[[int, str | None, str], Any],
+    end_chunk: Callable[[], Any] | None = None,
+    chunk_rows: int = 0,
 ) -> Counts:
     """Read every row after the header: skipped rows are counted, good ones go to ``stage`` as
     (line, order_id, account_id, ordered_at, sku, quantity, price in ten-thousandths), bad ones
@@ -239,6 +241,11 @@ def parse_rows(
 
     A row is only read as far as needed to know it is skipped: a credit note's cells after the
     order id, and a return line's cells after the quantity, are not checked.
+
+    With ``end_chunk``, the staged rows are cut into chunks: ``end_chunk`` is called where an
+    order id changes once at least ``chunk_rows`` rows were staged since the last cut (so that
+    an order's consecutive rows are usually in one chunk), and after 4 x ``chunk_rows`` rows
+    in any case (a huge order is cut too: the caller must not hold more than that).
 
     This loop is the import's hot path, hence the caches: the lines of an order usually follow
     each other and share order id, account and time, which are then checked once, and a
@@ -252,6 +259,9 @@ def parse_rows(
     last_credit = False
     last_at_value: Any = None
     rows = staged = credit_notes = returns = errors = 0
+    # Where the next chunk may end (at an order's first row), and where it must.
+    cut = chunk_rows if end_chunk else -1
+    hard_cut = 4 * chunk_rows if end_chunk else -1
     for line, cells in lines:
         if not cells:
             continue  # an empty line
@@ -273,6 +283,9 @@ def parse_rows(
                 last_order_id = _parse_id(text, "order_id")
                 last_credit = bool(credit_prefix) and last_order_id.startswith(credit_prefix)
                 last_order = text
+                if staged >= cut >= 0:
+                    end_chunk()
+                    cut, hard_cut = staged + chunk_rows, staged + 4 * chunk_rows
             order_id = last_order_id
             if last_credit:
                 credit_notes += 1
@@ -299,6 +312,9 @@ def parse_rows(
                 if len(prices) >= PRICE_CACHE_SIZE:
                     prices.clear()
                 price = prices[text] = parse_price(text)
+            if staged == hard_cut:
+                end_chunk()
+                cut, hard_cut = staged + chunk_rows, staged + 4 * chunk_rows
             stage((line, order_id, account, last_at_value, sku, quantity, price))
             staged += 1
         except CellError as exc:

@@ -5,7 +5,9 @@ SQLite); everything after that is the same SQL on both databases, so both give t
 result:
 
 1. ``import_lines``: the rows grouped per (order, SKU), i.e. the order lines after merging,
-   with their product; ``import_orders``: the rows grouped per order.
+   with their product; ``import_orders``: the rows grouped per order. On PostgreSQL the
+   server groups each chunk of rows while Python reads the next one (``Staging._chunks``),
+   and merges the groups of orders whose rows were in several chunks afterwards.
 2. Checks, each adding to ``import_errors`` (one reason per line: the first check that
    finds something wins, in this order): parse errors (from Python), duplicate lines,
    unknown SKUs, lines that disagree with their order's first line on account or time, and
@@ -14,8 +16,9 @@ result:
 3. Writes: missing customer accounts, new orders (ON CONFLICT DO NOTHING, so an order that
    exists is never touched, whoever inserted it), then the lines of the orders this import
    created, all in the caller's transaction. A big load on PostgreSQL drops the line table's
-   foreign keys and secondary indexes before inserting the lines and re-creates them after
-   (``bulk_load_wanted`` says when; docs/orders.md "Big loads on PostgreSQL").
+   keys and indexes and the order table's foreign key and secondary indexes before inserting
+   the orders and lines, and re-creates them after (``bulk_load_wanted`` says when;
+   docs/orders.md "Big loads on PostgreSQL").
 
 Prices are staged as integers in ten-thousandths of the currency unit (the column has 4
 decimals), so that comparing and summing them is exact on SQLite too. Temporary tables are
@@ -27,6 +30,7 @@ from __future__ import annotations
 import csv
 import itertools
 import logging
+import select
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -55,8 +59,9 @@ PAGE = 5000  # rows per page when reading results back
 POSTGRES_SETTINGS = {"work_mem": "128MB", "hash_mem_multiplier": "4", "jit": "off", "default_statistics_target": "10"}
 # The bulk-load path (PostgreSQL, docs/orders.md "Big loads on PostgreSQL"): for a load of at least this
 # many new lines that is also at least this share of the lines already stored, the line
-# table's foreign keys and secondary indexes are dropped before the insert and re-created
-# after it, inside the import's transaction.
+# table's keys and indexes and the order table's foreign key and secondary indexes are
+# dropped before the orders and lines are written and re-created after, inside the import's
+# transaction.
 BULK_LOAD_MIN_LINES = 100_000
 BULK_LOAD_MIN_SHARE = 0.25
 # Below PostgreSQL's default deadlock_timeout (1 s): when this wait is part of a deadlock
@@ -90,6 +95,10 @@ TABLES = (
     "import_present_orders",
     "import_differing_orders",
     "import_created_orders",
+    "import_products",
+    "import_chunk",
+    "import_split",
+    "import_merged",
 )
 
 _TYPES = {
@@ -100,6 +109,30 @@ _TYPES = {
 # that both databases look the few groups up while scanning the rows once (SQLite would
 # otherwise index all the staged rows, PostgreSQL hash them all).
 IN_GROUPS = "(order_id, sku) IN (SELECT order_id, sku FROM import_lines WHERE {})"
+# The staged rows grouped per (order, SKU) with the SKU's product, and per order (step 1).
+LINES_OF = (
+    "SELECT g.order_id, g.sku, p.id AS product_id, g.quantity, g.price_min, g.price_max, g.n "
+    "FROM (SELECT order_id, sku, SUM(quantity) AS quantity, MIN(price) AS price_min, "
+    "MAX(price) AS price_max, COUNT(*) AS n FROM {rows} GROUP BY order_id, sku) g "
+    "LEFT JOIN {products} p ON p.sku = g.sku"
+)
+ORDERS_OF = (
+    "SELECT order_id, MIN(account_id) AS account_id, MAX(account_id) AS account_max, "
+    "MIN(ordered_at) AS ordered_at, MAX(ordered_at) AS ordered_at_max, MIN(line) AS first_line, "
+    "COUNT(*) AS n FROM {rows} GROUP BY order_id"
+)
+# Rows per chunk on PostgreSQL (Staging._chunks): small enough that the server groups a
+# chunk in less time than Python takes to read the next one, and that Python holds little.
+CHUNK_ROWS = 50_000
+# Chunks that get a partition of their own; the later ones (files of more than about 3 million
+# rows) go to one more partition through a chunk table that is emptied each time, so that the
+# locks one import holds stay few (PostgreSQL's lock table is shared and bounded).
+CHUNK_PARTITIONS = 63
+# What the server does with a chunk's rows (sent without waiting; no parameters), and before
+# the first chunk.
+CHUNK_SQL = "ANALYZE {rows}; INSERT INTO import_lines {lines}; INSERT INTO import_orders {orders}"
+CHUNK_MOVE = "; INSERT INTO import_rows_rest SELECT * FROM import_chunk; TRUNCATE import_chunk"
+CHUNK_FIRST = "CREATE TEMPORARY TABLE import_products AS SELECT id, sku FROM {product}; ANALYZE import_products; "
 # Orders whose rows do not all have the same account and time.
 DISAGREEING = "import_orders WHERE account_id <> account_max OR ordered_at <> ordered_at_max"
 # An exact price from ten-thousandths (PostgreSQL: numeric division; SQLite: the correctly
@@ -110,7 +143,11 @@ PRICE = "({} / 10000.0)"
 class Staging:
     """The staging tables of one import on one connection (inside the caller's transaction)."""
 
-    COPY_VENDORS = frozenset({"postgresql"})  # loaded with COPY; the others with executemany
+    COPY_VENDORS = frozenset({"postgresql"})  # loaded with COPY by chunks; the others with executemany
+    # Compared with the stored orders by one FULL JOIN (see _find_differing); the others by a
+    # join and a count per order (SQLite has no hash join: the full join took more than 14
+    # minutes instead of 0.5 s for a re-import of 200000 lines).
+    FULL_JOIN_VENDORS = frozenset({"postgresql"})
 
     def __init__(self, connection, *, allow_bulk_load: bool = True):
         if connection.vendor not in _TYPES:
@@ -121,6 +158,7 @@ class Staging:
         self.bulk_load = False  # the lines were written on the bulk-load path
         self.allow_bulk_load = allow_bulk_load  # False: always the regular path (no table locks)
         self.timings: dict[str, float] = {}  # seconds of the write's steps
+        self._pending = False  # statements sent by _send() whose answer was not read yet
         quote = connection.ops.quote_name
         self.names = {
             "product": quote(Product._meta.db_table),
@@ -129,6 +167,10 @@ class Staging:
             "line": quote(OrderLine._meta.db_table),
             **_TYPES[self.vendor],
         }
+
+    @property
+    def chunk_rows(self) -> int:
+        return CHUNK_ROWS
 
     # --- plumbing -------------------------------------------------------------------------
 
@@ -182,6 +224,8 @@ class Staging:
             "CREATE TEMPORARY TABLE import_rows (line {int} NOT NULL, order_id {text} NOT NULL, "
             "account_id {text} NOT NULL, ordered_at {moment} NOT NULL, sku {text} NOT NULL, "
             "quantity {int} NOT NULL, price {int} NOT NULL)"
+            # Loaded by chunks, one partition each (see _chunks).
+            + (" PARTITION BY RANGE (line)" if self.vendor in self.COPY_VENDORS else "")
         )
         self.execute(
             "CREATE TEMPORARY TABLE import_errors (line {int} PRIMARY KEY, order_id {text}, kind {int} NOT NULL, "
@@ -197,10 +241,13 @@ class Staging:
     # --- loading --------------------------------------------------------------------------
 
     @contextmanager
-    def loader(self) -> Iterator[tuple[Callable[[tuple], Any], Callable[[int, str | None, str], Any]]]:
-        """(stage a row, reject a row with its message). Rejections are spooled to a temporary
-        file while rows stream in (a COPY allows nothing else on the connection) and loaded
-        after the rows."""
+    def loader(
+        self,
+    ) -> Iterator[tuple[Callable[[tuple], Any], Callable[[int, str | None, str], Any], Callable[[], Any] | None]]:
+        """(stage a row, reject a row with its message, end a chunk or None). Rejections are
+        spooled to a temporary file while rows stream in (a COPY allows nothing else on the
+        connection) and loaded after the rows. With a chunk callback (PostgreSQL), the rows
+        are grouped a chunk at a time while the next chunk is read (see _chunks)."""
         with tempfile.TemporaryFile("w+", encoding="utf-8", newline="") as spool:
             spool_writer = csv.writer(spool)
 
@@ -208,15 +255,8 @@ class Staging:
                 spool_writer.writerow((line, "" if order_id is None else order_id, message))
 
             if self.vendor in self.COPY_VENDORS:
-                # Binary COPY: the server need not parse text times and numbers (about three
-                # times faster than text COPY here).
-                copy_sql = (
-                    "COPY import_rows (line, order_id, account_id, ordered_at, sku, quantity, price) "
-                    "FROM STDIN (FORMAT BINARY)"
-                )
-                with self.connection.cursor() as cursor, cursor.cursor.copy(copy_sql) as copy:
-                    copy.set_types(["int8", "text", "text", "timestamptz", "text", "int8", "int8"])
-                    yield copy.write_row, reject
+                with self._chunks() as (stage, end_chunk):
+                    yield stage, reject, end_chunk
             else:
                 chunk: list[tuple] = []
 
@@ -226,10 +266,98 @@ class Staging:
                         self._insert_rows(chunk)
                         chunk.clear()
 
-                yield stage, reject
+                yield stage, reject, None
                 self._insert_rows(chunk)
             spool.seek(0)
             self._load_rejections(csv.reader(spool))
+
+    @contextmanager
+    def _chunks(self) -> Iterator[tuple[Callable[[tuple], Any], Callable[[], Any]]]:
+        """PostgreSQL: the rows go in by chunks of about CHUNK_ROWS (cut where an order id
+        changes, see reading.parse_rows), each copied into a partition of ``import_rows`` of
+        its own (binary COPY: the server need not parse text times and numbers; after
+        CHUNK_PARTITIONS chunks, into ``import_chunk`` and from there into one last
+        partition). Then the server groups the chunk into ``import_lines`` and
+        ``import_orders`` (step 1 of the module docstring): sent without waiting for the
+        answer, so that it works on its CPU while Python reads the next chunk. An order whose
+        rows are in several chunks has a row per chunk there, which check() merges. The
+        products are looked up in one snapshot of the catalog (``import_products``), as one
+        statement would."""
+        # The tables' columns exactly as step 1 makes them from all the rows at once.
+        lines_of = LINES_OF.format(rows="import_rows", products="{product}")
+        self.execute(f"CREATE TEMPORARY TABLE import_lines AS {lines_of} WITH NO DATA")
+        self.execute(f"CREATE TEMPORARY TABLE import_orders AS {ORDERS_OF.format(rows='import_rows')} WITH NO DATA")
+        rows: list[tuple] = []
+        chunks = 0
+
+        def end_chunk() -> None:
+            nonlocal chunks
+            if not rows:
+                return
+            self._wait()
+            chunks += 1
+            if chunks <= CHUNK_PARTITIONS:
+                part = f"import_rows_{chunks}"
+                self.execute(
+                    f"CREATE TEMPORARY TABLE {part} PARTITION OF import_rows "
+                    f"FOR VALUES FROM ({rows[0][0]:d}) TO ({rows[-1][0] + 1:d})"
+                )
+            else:
+                part = "import_chunk"
+                if chunks == CHUNK_PARTITIONS + 1:
+                    self.execute("CREATE TEMPORARY TABLE import_rows_rest PARTITION OF import_rows DEFAULT")
+                    self.execute("CREATE TEMPORARY TABLE import_chunk (LIKE import_rows)")
+            copy_sql = (
+                f"COPY {part} (line, order_id, account_id, ordered_at, sku, quantity, price) FROM STDIN (FORMAT BINARY)"
+            )
+            with self.connection.cursor() as cursor, cursor.cursor.copy(copy_sql) as copy:
+                copy.set_types(["int8", "text", "text", "timestamptz", "text", "int8", "int8"])
+                for row in rows:
+                    copy.write_row(row)
+            rows.clear()
+            grouping = CHUNK_SQL.format(
+                rows=part,
+                lines=LINES_OF.format(rows=part, products="import_products"),
+                orders=ORDERS_OF.format(rows=part),
+            )
+            first = CHUNK_FIRST.format(**self.names) if chunks == 1 else ""
+            self._send(first + grouping + (CHUNK_MOVE if part == "import_chunk" else ""))
+
+        failed = True
+        try:
+            yield rows.append, end_chunk
+            end_chunk()
+            failed = False
+        finally:
+            self._wait(raise_error=not failed)
+        if chunks > CHUNK_PARTITIONS:
+            self.analyze("import_rows_rest")
+
+    def _send(self, sql: str) -> None:
+        """Send ``sql`` (statements without parameters) and return at once; _wait() reads the
+        answer. Nothing else may use the connection in between."""
+        pgconn = self.connection.connection.pgconn
+        with self.connection.wrap_database_errors:
+            pgconn.send_query(sql.encode())
+            while pgconn.flush():  # the socket is full: wait until it takes more
+                select.select([], [pgconn.socket], [])
+        self._pending = True
+
+    def _wait(self, *, raise_error: bool = True) -> None:
+        """Wait for what _send() sent; raise the first error (as Django's DatabaseError)."""
+        from psycopg import errors, pq
+
+        if not self._pending:
+            return
+        self._pending = False
+        pgconn = self.connection.connection.pgconn
+        error = None
+        while (result := pgconn.get_result()) is not None:
+            if error is None and result.status == pq.ExecStatus.FATAL_ERROR:
+                error = errors.error_from_result(result, encoding=self.connection.connection.info.encoding)
+        if error is not None and raise_error:
+            with self.connection.wrap_database_errors:
+                raise error
 
     def _insert_rows(self, rows: list[tuple]) -> None:
         if rows:
@@ -248,38 +376,42 @@ class Staging:
     def check(self) -> None:
         """Steps 1 and 2 of the module docstring."""
         x = self.execute
-        self.analyze("import_rows")
-        x(
-            "CREATE TEMPORARY TABLE import_lines AS "
-            "SELECT g.order_id, g.sku, p.id AS product_id, g.quantity, g.price_min, g.price_max, g.n "
-            "FROM (SELECT order_id, sku, SUM(quantity) AS quantity, MIN(price) AS price_min, "
-            "MAX(price) AS price_max, COUNT(*) AS n FROM import_rows GROUP BY order_id, sku) g "
-            "LEFT JOIN {product} p ON p.sku = g.sku"
-        )
+        if self.vendor in self.COPY_VENDORS:
+            self._merge_chunks()  # grouped (and each chunk analysed) while loading
+        else:
+            self.analyze("import_rows")
+            x("CREATE TEMPORARY TABLE import_lines AS " + LINES_OF.format(rows="import_rows", products="{product}"))
+            x("CREATE TEMPORARY TABLE import_orders AS " + ORDERS_OF.format(rows="import_rows"))
         self.analyze("import_lines")
-        x(
-            "CREATE TEMPORARY TABLE import_orders AS "
-            "SELECT order_id, MIN(account_id) AS account_id, MAX(account_id) AS account_max, "
-            "MIN(ordered_at) AS ordered_at, MAX(ordered_at) AS ordered_at_max, MIN(line) AS first_line, "
-            "COUNT(*) AS n FROM import_rows GROUP BY order_id"
-        )
         self.analyze("import_orders")
+        # Which of the checks over all the rows can find something (one pass over the lines;
+        # usually most of them cannot, and each costs a pass over the rows).
+        with self.connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT COALESCE(SUM(CASE WHEN n > 1 THEN 1 ELSE 0 END), 0), "
+                "COALESCE(SUM(CASE WHEN product_id IS NULL THEN 1 ELSE 0 END), 0), "
+                "COALESCE(SUM(CASE WHEN quantity > %s THEN 1 ELSE 0 END), 0) FROM import_lines",
+                (MAX_QUANTITY,),
+            )
+            merged, unknown, too_large = cursor.fetchone()
         # Duplicate lines: the same in every column as an earlier line (rows of one order and
         # SKU that differ in quantity or price are merged instead).
-        x(
-            "INSERT INTO import_errors (line, order_id, kind, ref_line) "
-            f"SELECT line, order_id, {Kind.DUPLICATE:d}, first_line FROM ("
-            "SELECT r.line, r.order_id, MIN(r.line) OVER (PARTITION BY r.order_id, r.sku, r.quantity, "
-            "r.price, r.account_id, r.ordered_at) AS first_line "
-            f"FROM import_rows r WHERE {IN_GROUPS.format('n > 1')}) d "
-            "WHERE d.line <> d.first_line ON CONFLICT (line) DO NOTHING"
-        )
-        x(
-            "INSERT INTO import_errors (line, order_id, kind, value) "
-            f"SELECT r.line, r.order_id, {Kind.UNKNOWN_SKU:d}, r.sku FROM import_rows r "
-            "WHERE r.sku IN (SELECT sku FROM import_lines WHERE product_id IS NULL) "
-            "ON CONFLICT (line) DO NOTHING"
-        )
+        if merged:
+            x(
+                "INSERT INTO import_errors (line, order_id, kind, ref_line) "
+                f"SELECT line, order_id, {Kind.DUPLICATE:d}, first_line FROM ("
+                "SELECT r.line, r.order_id, MIN(r.line) OVER (PARTITION BY r.order_id, r.sku, r.quantity, "
+                "r.price, r.account_id, r.ordered_at) AS first_line "
+                f"FROM import_rows r WHERE {IN_GROUPS.format('n > 1')}) d "
+                "WHERE d.line <> d.first_line ON CONFLICT (line) DO NOTHING"
+            )
+        if unknown:
+            x(
+                "INSERT INTO import_errors (line, order_id, kind, value) "
+                f"SELECT r.line, r.order_id, {Kind.UNKNOWN_SKU:d}, r.sku FROM import_rows r "
+                "WHERE r.sku IN (SELECT sku FROM import_lines WHERE product_id IS NULL) "
+                "ON CONFLICT (line) DO NOTHING"
+            )
         # An order's first line sets its account and time; later lines must agree.
         x(
             "INSERT INTO import_errors (line, order_id, kind, value, ref_line, ref_value, at, ref_at) "
@@ -291,14 +423,15 @@ class Staging:
             "WHERE r.account_id <> f.account_id OR r.ordered_at <> f.ordered_at "
             "ON CONFLICT (line) DO NOTHING"
         )
-        x(
-            "INSERT INTO import_errors (line, order_id, kind, value, ref_value) "
-            f"SELECT r.line, r.order_id, {Kind.QUANTITY_TOO_LARGE:d}, r.sku, CAST(g.quantity AS {{text}}) "
-            f"FROM (SELECT line, order_id, sku FROM import_rows WHERE {IN_GROUPS.format('quantity > %s')}) r "
-            "JOIN (SELECT order_id, sku, quantity FROM import_lines WHERE quantity > %s) g "
-            "ON g.order_id = r.order_id AND g.sku = r.sku WHERE true ON CONFLICT (line) DO NOTHING",
-            (MAX_QUANTITY, MAX_QUANTITY),
-        )
+        if too_large:
+            x(
+                "INSERT INTO import_errors (line, order_id, kind, value, ref_value) "
+                f"SELECT r.line, r.order_id, {Kind.QUANTITY_TOO_LARGE:d}, r.sku, CAST(g.quantity AS {{text}}) "
+                f"FROM (SELECT line, order_id, sku FROM import_rows WHERE {IN_GROUPS.format('quantity > %s')}) r "
+                "JOIN (SELECT order_id, sku, quantity FROM import_lines WHERE quantity > %s) g "
+                "ON g.order_id = r.order_id AND g.sku = r.sku WHERE true ON CONFLICT (line) DO NOTHING",
+                (MAX_QUANTITY, MAX_QUANTITY),
+            )
         x(
             "CREATE TEMPORARY TABLE import_bad_orders AS SELECT order_id, MIN(line) AS first_bad_line "
             "FROM import_errors WHERE order_id IS NOT NULL GROUP BY order_id"
@@ -310,6 +443,37 @@ class Staging:
             "WHERE order_id IN (SELECT order_id FROM import_bad_orders)) r "
             "JOIN import_bad_orders b ON b.order_id = r.order_id WHERE true ON CONFLICT (line) DO NOTHING"
         )
+
+    def _merge_chunks(self) -> None:
+        """The orders whose rows were in several chunks have a row per chunk in import_orders,
+        and so may their lines in import_lines: merge those into one (sums, minimums and
+        maximums of the chunks' are those of all the rows)."""
+        x = self.execute
+        x(
+            "CREATE TEMPORARY TABLE import_split AS "
+            "SELECT order_id FROM import_orders GROUP BY order_id HAVING COUNT(*) > 1"
+        )
+        if not self.value("SELECT COUNT(*) FROM import_split"):
+            return
+        split = "order_id IN (SELECT order_id FROM import_split)"
+        for table, merged in (
+            (
+                "import_lines",
+                "SELECT order_id, sku, MIN(product_id) AS product_id, SUM(quantity) AS quantity, "
+                "MIN(price_min) AS price_min, MAX(price_max) AS price_max, SUM(n) AS n "
+                "FROM import_lines WHERE {split} GROUP BY order_id, sku",
+            ),
+            (
+                "import_orders",
+                "SELECT order_id, MIN(account_id) AS account_id, MAX(account_max) AS account_max, "
+                "MIN(ordered_at) AS ordered_at, MAX(ordered_at_max) AS ordered_at_max, "
+                "MIN(first_line) AS first_line, SUM(n) AS n FROM import_orders WHERE {split} GROUP BY order_id",
+            ),
+        ):
+            x(f"CREATE TEMPORARY TABLE import_merged AS {merged.format(split=split)}")
+            x(f"DELETE FROM {table} WHERE {split}")
+            x(f"INSERT INTO {table} SELECT * FROM import_merged")
+            x("DROP TABLE import_merged")
 
     def counts(self) -> dict[str, int]:
         return {
@@ -398,37 +562,55 @@ class Staging:
             "ORDER BY account_id ON CONFLICT (external_id) DO NOTHING",
             (CustomerAccount.BrandMode.PREFER.value, now),
         )
-        # Sorted by order id so that two imports inserting the same orders lock them in the
-        # same order (no deadlock); an order someone else inserted meanwhile is left alone.
-        insert_orders = (
-            "INSERT INTO {order} (external_id, account_id, ordered_at, imported_at) "
-            "SELECT n.order_id, a.id, n.ordered_at, %s FROM import_new_orders n "
-            "JOIN {account} a ON a.external_id = n.account_id WHERE true ORDER BY n.order_id "
-            "ON CONFLICT (external_id) DO NOTHING"
-        )
-        if self.vendor == "postgresql":
+        # The staged rows of the orders to create (each one is a line or merged into one):
+        # whether that is a big load is decided before the orders are written, so that they
+        # take the bulk-load path too.
+        new_rows = "SELECT COALESCE(SUM(o.n), 0) FROM import_orders o JOIN {created} c ON c.{key} = o.order_id"
+        wanted = int(self.value(new_rows.format(created="import_new_orders", key="order_id")))
+        self.bulk_load = self.bulk_load_wanted(wanted) and self._bulk_load_lock()
+        started = time.perf_counter()
+        if self.bulk_load:
+            # No one else can write orders now, and the orders that someone else created
+            # before this import took its locks are visible: drop those, and the rest are
+            # exactly the orders to create (no ON CONFLICT needed).
+            x("DELETE FROM import_new_orders n WHERE EXISTS (SELECT 1 FROM {order} x WHERE x.external_id = n.order_id)")
+            # ALTER TABLE refuses a table with pending trigger events.
+            x("SET CONSTRAINTS ALL IMMEDIATE")
+            dropped = self._bulk_load_drop()
             x(
-                f"WITH created AS ({insert_orders} RETURNING id, external_id) "
+                "WITH created AS (INSERT INTO {order} (external_id, account_id, ordered_at, imported_at) "
+                "SELECT n.order_id, a.id, n.ordered_at, %s FROM import_new_orders n "
+                "JOIN {account} a ON a.external_id = n.account_id RETURNING id, external_id) "
                 "INSERT INTO import_created_orders (id, external_id) SELECT id, external_id FROM created",
                 (now,),
             )
         else:
-            # SQLite has one writer at a time (BEGIN IMMEDIATE): no one else inserted meanwhile.
-            x(insert_orders, (now,))
-            x(
-                "INSERT INTO import_created_orders (id, external_id) SELECT x.id, x.external_id "
-                "FROM {order} x JOIN import_new_orders n ON n.order_id = x.external_id"
+            # Sorted by order id so that two imports inserting the same orders lock them in
+            # the same order (no deadlock); an order someone else inserted meanwhile is left
+            # alone.
+            insert_orders = (
+                "INSERT INTO {order} (external_id, account_id, ordered_at, imported_at) "
+                "SELECT n.order_id, a.id, n.ordered_at, %s FROM import_new_orders n "
+                "JOIN {account} a ON a.external_id = n.account_id WHERE true ORDER BY n.order_id "
+                "ON CONFLICT (external_id) DO NOTHING"
             )
+            if self.vendor == "postgresql":
+                x(
+                    f"WITH created AS ({insert_orders} RETURNING id, external_id) "
+                    "INSERT INTO import_created_orders (id, external_id) SELECT id, external_id FROM created",
+                    (now,),
+                )
+            else:
+                # SQLite has one writer at a time (BEGIN IMMEDIATE): no one else inserted meanwhile.
+                x(insert_orders, (now,))
+                x(
+                    "INSERT INTO import_created_orders (id, external_id) SELECT x.id, x.external_id "
+                    "FROM {order} x JOIN import_new_orders n ON n.order_id = x.external_id"
+                )
+        self.timings["write_orders"] = round(time.perf_counter() - started, 3)
         self.analyze("import_created_orders")
         created = self.value("SELECT COUNT(*) FROM import_created_orders")
-        # The staged rows of the created orders: each one is a line or merged into one.
-        rows = int(
-            self.value(
-                "SELECT COALESCE(SUM(o.n), 0) FROM import_orders o "
-                "JOIN import_created_orders c ON c.external_id = o.order_id"
-            )
-        )
-        self.bulk_load = self.bulk_load_wanted(rows) and self._bulk_load_lock()
+        rows = int(self.value(new_rows.format(created="import_created_orders", key="external_id")))
         # No ON CONFLICT here: these orders were created by this transaction a moment ago, so
         # no one else can have lines for them (and a plain insert is cheaper). In order of the
         # unique (order, product) index, unless that index is built afterwards anyway.
@@ -440,18 +622,12 @@ class Staging:
             + ("" if self.bulk_load else "ORDER BY c.id")
         )
         started = time.perf_counter()
+        lines = x(insert_lines)
+        self.timings["write_lines"] = round(time.perf_counter() - started, 3)
         if self.bulk_load:
-            # ALTER TABLE refuses a table with pending trigger events: check the orders' own
-            # deferred foreign keys (their accounts) now.
-            self.execute("SET CONSTRAINTS ALL IMMEDIATE")
-            dropped = self._bulk_load_drop()
-            lines = x(insert_lines)
-            rebuild = time.perf_counter()
+            started = time.perf_counter()
             self._bulk_load_rebuild(dropped)
-            self.timings["rebuild"] = round(time.perf_counter() - rebuild, 3)
-        else:
-            lines = x(insert_lines)
-        self.timings["write_lines"] = round(time.perf_counter() - started - self.timings.get("rebuild", 0), 3)
+            self.timings["rebuild"] = round(time.perf_counter() - started, 3)
         return {
             "accounts_created": accounts,
             "orders_created": created,
@@ -479,14 +655,15 @@ class Staging:
         return lines >= BULK_LOAD_MIN_SHARE * float(stored)
 
     def _bulk_load_lock(self) -> bool:
-        """Take the locks that dropping the line table's foreign keys takes anyway (ACCESS
-        EXCLUSIVE on the line table and on the two tables they reference), all at once and
-        waiting at most BULK_LOAD_LOCK_TIMEOUT: a busy table (another import, an open
-        transaction that read products) means the regular path instead. The locks are held
-        until the import's transaction ends."""
+        """Take the locks that dropping the foreign keys of the line and order tables takes
+        anyway (ACCESS EXCLUSIVE on those two and on the tables they reference: products and
+        customer accounts), all at once, before any order is written, and waiting at most
+        BULK_LOAD_LOCK_TIMEOUT: a busy table (another import, an open transaction that read
+        products) means the regular path instead. The locks are held until the import's
+        transaction ends."""
         # The orders table first: an import that has written orders but no lines yet holds it,
         # so this waits there holding nothing the other one needs.
-        tables = ", ".join(self.names[name] for name in ("order", "line", "product"))
+        tables = ", ".join(self.names[name] for name in ("order", "line", "product", "account"))
         try:
             with transaction.atomic(using=self.connection.alias):
                 previous = self.value("SELECT current_setting('lock_timeout')")
@@ -501,35 +678,56 @@ class Staging:
         return True
 
     def _bulk_load_drop(self) -> list[str]:
-        """Drop the line table's foreign keys, unique constraints and secondary indexes (not its
-        primary key and check constraints, which cost little per row); returns the statements
-        that re-create them exactly (same names, same definitions)."""
-        with self.connection.cursor() as cursor:
-            cursor.execute(
-                "SELECT conname, pg_get_constraintdef(oid), contype FROM pg_constraint "
-                "WHERE conrelid = %s::regclass AND contype IN ('f', 'u') ORDER BY contype DESC, conname",
-                (OrderLine._meta.db_table,),
-            )
-            constraints = cursor.fetchall()
-            cursor.execute(
-                "SELECT c.relname, pg_get_indexdef(i.indexrelid) FROM pg_index i "
-                "JOIN pg_class c ON c.oid = i.indexrelid WHERE i.indrelid = %s::regclass "
-                "AND NOT i.indisprimary AND NOT EXISTS (SELECT 1 FROM pg_constraint k WHERE k.conindid = i.indexrelid) "
-                "ORDER BY c.relname",
-                (OrderLine._meta.db_table,),
-            )
-            indexes = cursor.fetchall()
-        quote, table = self.connection.ops.quote_name, self.names["line"]
-        if constraints:
-            drops = ", ".join(f"DROP CONSTRAINT {quote(name)}" for name, _, _ in constraints)
-            self.execute(f"ALTER TABLE {table} {drops}", raw=True)
-        for name, _ in indexes:
-            self.execute(f"DROP INDEX {quote(name)}", raw=True)
-        # Unique constraints and indexes first, so that validating the foreign keys comes last.
-        add = {kind: [] for kind in "uf"}
-        for name, definition, kind in constraints:
-            add[kind].append(f"ALTER TABLE {table} ADD CONSTRAINT {quote(name)} {definition}")
-        return [*add["u"], *(definition for _, definition in indexes), *add["f"]]
+        """Drop what makes writing a row cost more than the row itself: the line table's
+        foreign keys, unique constraint, primary key (unless a foreign key of another table
+        needs it) and other indexes, and the order table's foreign key and indexes other than
+        its primary key and unique order id (which concurrent imports meet on). Check
+        constraints stay (they cost little per row). Returns the statements that re-create
+        what was dropped exactly (same names, same definitions): keys and indexes first, so
+        that validating the foreign keys comes last."""
+        keys: list[str] = []
+        indexes: list[str] = []
+        foreign_keys: list[str] = []
+        for model, kinds in ((OrderLine, "fup"), (Order, "f")):
+            table = model._meta.db_table
+            with self.connection.cursor() as cursor:
+                cursor.execute(
+                    "SELECT conname, pg_get_constraintdef(oid), contype FROM pg_constraint k "
+                    "WHERE conrelid = %s::regclass AND contype = ANY(%s) AND NOT (contype = 'p' AND EXISTS "
+                    "(SELECT 1 FROM pg_constraint r WHERE r.contype = 'f' AND r.conindid = k.conindid)) "
+                    "ORDER BY contype DESC, conname",
+                    (table, list(kinds)),
+                )
+                constraints = cursor.fetchall()
+                cursor.execute(
+                    "SELECT c.relname, pg_get_indexdef(i.indexrelid) FROM pg_index i "
+                    "JOIN pg_class c ON c.oid = i.indexrelid WHERE i.indrelid = %s::regclass "
+                    "AND NOT i.indisprimary "
+                    "AND NOT EXISTS (SELECT 1 FROM pg_constraint k WHERE k.conindid = i.indexrelid) "
+                    "ORDER BY c.relname",
+                    (table,),
+                )
+                table_indexes = cursor.fetchall()
+            quote = self.connection.ops.quote_name
+            name = quote(table)
+            if constraints:
+                drops = ", ".join(f"DROP CONSTRAINT {quote(conname)}" for conname, _, _ in constraints)
+                self.execute(f"ALTER TABLE {name} {drops}", raw=True)
+            for index, _ in table_indexes:
+                self.execute(f"DROP INDEX {quote(index)}", raw=True)
+            for kind in "pu":
+                keys += [
+                    f"ALTER TABLE {name} ADD CONSTRAINT {quote(conname)} {definition}"
+                    for conname, definition, contype in constraints
+                    if contype == kind
+                ]
+            indexes += [definition for _, definition in table_indexes]
+            foreign_keys += [
+                f"ALTER TABLE {name} ADD CONSTRAINT {quote(conname)} {definition}"
+                for conname, definition, contype in constraints
+                if contype == "f"
+            ]
+        return [*keys, *indexes, *foreign_keys]
 
     def _bulk_load_rebuild(self, statements: list[str]) -> None:
         """Re-create what _bulk_load_drop dropped: each index is built by one sort, each foreign
@@ -552,13 +750,34 @@ class Staging:
             self.execute("CREATE TEMPORARY TABLE import_differing_orders (order_id {text})")
             return 0
         join, price = self._line_price()
-        self.execute(
+        other_header = (
             "CREATE TEMPORARY TABLE import_differing_orders AS "
             "SELECT p.order_id FROM import_present_orders p JOIN {order} x ON x.id = p.order_pk "
             "JOIN {account} a ON a.id = x.account_id JOIN import_orders o ON o.order_id = p.order_id "
             "WHERE a.external_id <> o.account_id OR x.ordered_at <> o.ordered_at "
             "UNION "
-            "SELECT g.order_id FROM import_lines g JOIN import_present_orders p ON p.order_id = g.order_id "
+        )
+        if self.vendor in self.FULL_JOIN_VENDORS:
+            # One pass over both sides: the file's lines and the stored lines of the present
+            # orders, matched on (order, product); an order differs where a line is on one
+            # side only or has another quantity or price (one hash join instead of a join and
+            # a count per order: 1.6 to 1.9 s instead of 2.3 s for a million lines).
+            self.execute(
+                other_header + "SELECT p.order_id FROM import_present_orders p WHERE p.order_pk IN ("
+                "SELECT COALESCE(f.order_pk, s.order_id) FROM ("
+                f"SELECT p.order_pk, g.product_id, g.quantity, {price} AS price FROM import_lines g "
+                f"JOIN import_present_orders p ON p.order_id = g.order_id {join}"
+                ") f FULL JOIN ("
+                "SELECT l.order_id, l.product_id, l.quantity, l.unit_price FROM {line} l "
+                "JOIN import_present_orders p ON p.order_pk = l.order_id"
+                ") s ON s.order_id = f.order_pk AND s.product_id = f.product_id "
+                "WHERE f.order_pk IS NULL OR s.order_id IS NULL OR s.quantity <> f.quantity "
+                "OR s.unit_price <> f.price)"
+            )
+            return self.value("SELECT COUNT(*) FROM import_differing_orders")
+        self.execute(
+            other_header
+            + "SELECT g.order_id FROM import_lines g JOIN import_present_orders p ON p.order_id = g.order_id "
             f"{join}LEFT JOIN {{line}} l ON l.order_id = p.order_pk AND l.product_id = g.product_id "
             f"WHERE l.id IS NULL OR l.quantity <> g.quantity OR l.unit_price <> {price} "
             # Stored lines that the file does not have: the counts differ. CROSS JOIN makes

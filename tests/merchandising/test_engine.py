@@ -11,9 +11,13 @@ from __future__ import annotations
 
 import itertools
 import math
+import os
 import random
+import subprocess
+import sys
 from collections import Counter, defaultdict
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -34,6 +38,8 @@ from merchandising.mining import (
     prepare,
 )
 from merchandising.mining import engine as mining_engine
+
+ROOT = Path(__file__).resolve().parents[2]
 
 SETTINGS = settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 # For the properties that mine each example many times over (every block size, twice).
@@ -320,7 +326,6 @@ def test_numba_kernels_and_scipy_product_give_the_same_result(data):
     options = data.draw(mining_options(n_products))
     exclusions = data.draw(st.none() | exclusions_for(n_products))
     arrays = as_arrays(lines)
-    assert all(getattr(mining_engine, name) is not None for name in NUMBA_KERNELS)
 
     def both_ways():
         prepared = prepare(*arrays, n_products, options)
@@ -330,6 +335,7 @@ def test_numba_kernels_and_scipy_product_give_the_same_result(data):
         return mine_pairs(*arrays, n_products, options, exclusions), merge(blocks) if blocks else None
 
     fused, fused_blocks = both_ways()
+    assert all(getattr(mining_engine, name) not in (None, mining_engine._UNLOADED) for name in NUMBA_KERNELS)
     saved = {name: getattr(mining_engine, name) for name in (*NUMBA_KERNELS, "_csr_matmat")}
     try:
         for name in NUMBA_KERNELS:
@@ -593,3 +599,19 @@ def test_kernels_compile_where_no_cache_directory_is_writable(monkeypatch):
     assert calls == [True, False]
     assert counts.tolist() == [1, 2]
     assert decayed.tolist() == [1.0, 1.5]
+
+
+def test_numba_is_imported_only_by_a_process_that_mines():
+    """Importing Numba costs about 100 MB per process: the web workers, which import the
+    services (and so the engine) but never mine, must not pay it."""
+    code = (
+        "import sys, django, numpy as np; django.setup();"
+        "import merchandising.services.recompute, merchandising.mining;"
+        "assert 'numba' not in sys.modules, 'numba imported at start-up';"
+        "from merchandising.mining import MiningOptions, mine_pairs;"
+        "mine_pairs(np.array([0, 0]), np.array([0, 1]), np.zeros(2), 2, MiningOptions(min_count=1));"
+        "assert 'numba' in sys.modules; print('ok')"
+    )
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "config.settings_test"}
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=ROOT, check=False)
+    assert (done.returncode, done.stdout.strip()) == (0, "ok"), done.stderr

@@ -11,6 +11,7 @@ from django.db import connection
 
 from accounts.models import CustomerAccount
 from orders.imports import OrdersImportResult, orders_import
+from orders.imports import staging as staging_module
 from orders.models import Order, OrderLine
 from tests.factories import ProductFactory
 
@@ -27,7 +28,13 @@ def orders_csv(numbers: range) -> bytes:
 
 @pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)
-def test_concurrent_imports_of_overlapping_files_create_each_order_once():
+@pytest.mark.parametrize("big", [False, True], ids=["regular path", "bulk-load path wanted"])
+def test_concurrent_imports_of_overlapping_files_create_each_order_once(monkeypatch, big):
+    """With the bulk-load path wanted by both, one of them may take it (the other waits for its
+    locks, then takes the regular path) or both fall back; either way the same result."""
+    if big:
+        monkeypatch.setattr(staging_module, "BULK_LOAD_MIN_LINES", 1)
+        monkeypatch.setattr(staging_module, "BULK_LOAD_MIN_SHARE", 0)
     for sku in ("DRILL", "BITS", "GLOVES"):
         ProductFactory(sku=sku)
     files = [orders_csv(range(0, 600)), orders_csv(range(300, 900))]
@@ -62,3 +69,13 @@ def test_concurrent_imports_of_overlapping_files_create_each_order_once():
     assert sum(result.accounts_created for result in results) == 7
     assert (Order.objects.count(), OrderLine.objects.count(), CustomerAccount.objects.count()) == (900, 2700, 7)
     assert all(order.lines.count() == 3 for order in Order.objects.prefetch_related("lines"))
+    line_ids = list(OrderLine.objects.values_list("id", flat=True))
+    assert len(set(line_ids)) == 2700
+    with connection.cursor() as cursor:  # every key and index is back, whichever path was taken
+        cursor.execute(
+            "SELECT COUNT(*) FROM pg_constraint WHERE conrelid IN ('orders_orderline'::regclass, "
+            "'orders_order'::regclass) AND contype IN ('p', 'u', 'f')"
+        )
+        assert cursor.fetchone()[0] == 7
+        cursor.execute("SELECT COUNT(*) FROM pg_indexes WHERE tablename IN ('orders_orderline', 'orders_order')")
+        assert cursor.fetchone()[0] == 8

@@ -11,7 +11,7 @@ from decimal import Decimal
 from zoneinfo import ZoneInfo
 
 import pytest
-from django.db import DatabaseError, connection
+from django.db import DatabaseError, connection, transaction
 from django.test import override_settings
 
 from accounts.models import CustomerAccount
@@ -956,9 +956,11 @@ def test_a_bad_row_still_aborts_a_bulk_load(products, bulk_load):
 
 
 @pytest.mark.postgres
-def test_a_bulk_load_falls_back_to_the_regular_path_when_the_tables_are_busy(products, bulk_load, monkeypatch):
-    """Another session reads the products (an open transaction holds its lock): the bulk-load
-    locks are not granted in time, so the lines go in on the regular path, still all of them."""
+@pytest.mark.parametrize("busy", ["catalog_product", "accounts_customeraccount"])
+def test_a_bulk_load_falls_back_to_the_regular_path_when_the_tables_are_busy(products, bulk_load, monkeypatch, busy):
+    """Another session reads the products or the accounts (an open transaction holds its lock):
+    the bulk-load locks are not granted in time, so the orders and lines go in on the regular
+    path, still all of them."""
     import psycopg
 
     monkeypatch.setattr(staging_module, "BULK_LOAD_LOCK_TIMEOUT", "100ms")
@@ -971,9 +973,313 @@ def test_a_bulk_load_falls_back_to_the_regular_path_when_the_tables_are_busy(pro
         host=params["HOST"],
         port=params["PORT"],
     ) as other:
-        other.execute("SELECT COUNT(*) FROM catalog_product")  # its transaction stays open
+        other.execute(f"SELECT COUNT(*) FROM {busy}")  # its transaction stays open
 
         result = run(BULK_FILE)
 
     assert (result.bulk_load, result.error_count, result.orders_created, result.lines_created) == (False, 0, 2, 3)
     assert line_table_schema() == before_schema
+
+
+@pytest.mark.postgres
+def test_a_bulk_load_recreates_the_order_tables_key_and_indexes(products, bulk_load, monkeypatch):
+    """The order table's foreign key and secondary indexes are dropped for a bulk load too (its
+    primary key and unique order id stay): they are back, the same, and enforced."""
+
+    def order_table_schema() -> dict[str, list[tuple]]:
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT conname, contype, pg_get_constraintdef(oid), condeferrable, condeferred, convalidated "
+                "FROM pg_constraint WHERE conrelid = 'orders_order'::regclass ORDER BY conname"
+            )
+            constraints = cursor.fetchall()
+            cursor.execute("SELECT indexname, indexdef FROM pg_indexes WHERE tablename = 'orders_order' ORDER BY 1")
+            return {"constraints": constraints, "indexes": cursor.fetchall()}
+
+    before = order_table_schema()
+    assert [name for name, *_ in before["indexes"]] == [
+        "orders_order_account_id_cf843c80",
+        "orders_order_external_id_69693fd3_like",
+        "orders_order_external_id_key",
+        "orders_order_ordered_at_6ce09183",
+        "orders_order_pkey",
+    ]
+    dropped: list[list[str]] = []
+    drop = staging_module.Staging._bulk_load_drop
+
+    def spy(self):
+        statements = drop(self)
+        dropped.append(statements)
+        return statements
+
+    monkeypatch.setattr(staging_module.Staging, "_bulk_load_drop", spy)
+
+    result = run(BULK_FILE)
+
+    assert (result.bulk_load, result.orders_created, result.lines_created) == (True, 2, 3)
+    assert [statement.split(" ADD CONSTRAINT ")[-1].split(" ON ")[0] for statement in dropped[0]] == [
+        '"orders_orderline_pkey" PRIMARY KEY (id)',
+        '"orders_line_one_per_product" UNIQUE (order_id, product_id)',
+        "CREATE INDEX orders_line_product_idx",
+        "CREATE INDEX orders_order_account_id_cf843c80",
+        "CREATE INDEX orders_order_external_id_69693fd3_like",
+        "CREATE INDEX orders_order_ordered_at_6ce09183",
+        '"orders_orderline_order_id_17f8f3ef_fk_orders_order_id" FOREIGN KEY (order_id) '
+        "REFERENCES orders_order(id) DEFERRABLE INITIALLY DEFERRED",
+        '"orders_orderline_product_id_a68772b6_fk_catalog_product_id" FOREIGN KEY (product_id) '
+        "REFERENCES catalog_product(id) DEFERRABLE INITIALLY DEFERRED",
+        '"orders_order_account_id_cf843c80_fk_accounts_customeraccount_id" FOREIGN KEY (account_id) '
+        "REFERENCES accounts_customeraccount(id) DEFERRABLE INITIALLY DEFERRED",
+    ]
+    assert order_table_schema() == before
+    # The line ids are unique and the re-created keys are enforced.
+    assert len(set(OrderLine.objects.values_list("id", flat=True))) == 3
+    with connection.cursor() as cursor:
+        cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")
+        with pytest.raises(DatabaseError, match="orders_orderline_pkey"), transaction.atomic():
+            cursor.execute(
+                "INSERT INTO orders_orderline (id, order_id, product_id, quantity, unit_price) "
+                "SELECT id, order_id, (SELECT MIN(id) FROM catalog_product WHERE sku = 'BATTERY'), 1, 1 "
+                "FROM orders_orderline LIMIT 1"
+            )
+        with pytest.raises(DatabaseError, match="orders_order_account_id_cf843c80_fk"), transaction.atomic():
+            cursor.execute("UPDATE orders_order SET account_id = -1 WHERE external_id = 'SO-1'")
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_an_order_created_by_someone_else_just_before_the_bulk_load_locks_is_left_alone(
+    products, bulk_load, monkeypatch
+):
+    """The orders to create are known before the bulk-load locks are taken; one that another
+    session creates in between is then present, counted as such, and not written twice."""
+    lock = staging_module.Staging._bulk_load_lock
+
+    def someone_else_first(self):
+        import psycopg
+
+        params = connection.settings_dict
+        with psycopg.connect(
+            dbname=params["NAME"], user=params["USER"], password=params["PASSWORD"], host=params["HOST"],
+            port=params["PORT"], autocommit=True,
+        ) as other:  # fmt: skip
+            other.execute(
+                "INSERT INTO orders_order (external_id, account_id, ordered_at, imported_at) "
+                "SELECT 'SO-2', id, '2024-01-01T00:00:00Z', now() FROM accounts_customeraccount "
+                "WHERE external_id = 'OTHER'"
+            )
+        return lock(self)
+
+    CustomerAccountFactory(external_id="OTHER")
+    monkeypatch.setattr(staging_module.Staging, "_bulk_load_lock", someone_else_first)
+
+    result = run(BULK_FILE)
+
+    assert (result.bulk_load, result.error_count) == (True, 0)
+    assert (result.orders_created, result.orders_existing, result.lines_created, result.lines_merged) == (1, 1, 2, 1)
+    assert sorted(
+        OrderLine.objects.values_list("order__external_id", "order__account__external_id", "product__sku", "quantity")
+    ) == [("SO-1", "ACME", "BITS", 2), ("SO-1", "ACME", "DRILL", 3)]
+    assert list(Order.objects.order_by("external_id").values_list("external_id", "account__external_id")) == [
+        ("SO-1", "ACME"),
+        ("SO-2", "OTHER"),
+    ]
+
+
+# --- loading by chunks (PostgreSQL) ---------------------------------------------------------------
+
+
+def test_rows_are_cut_into_chunks_where_an_order_changes_or_when_a_chunk_is_full():
+    from orders.imports.reading import parse_rows, read_header
+
+    header, _ = read_header(HEADER.split(","), {})
+    orders = ["A", "A", "B", "B", "B", "C", "C", "C", "C", "C", "C", "C", "C", "C", "D"]
+    lines = [(n, [order, "ACME", "2024-03-01", "DRILL", "1", "1"]) for n, order in enumerate(orders, start=2)]
+    chunks: list[list[str]] = [[]]
+
+    counts = parse_rows(
+        iter(lines),
+        header,
+        tz=UTC,
+        credit_prefix="",
+        moment_value=lambda moment: moment,
+        stage=lambda row: chunks[-1].append(row[1]),
+        reject=lambda *args: None,
+        end_chunk=lambda: chunks.append([]),
+        chunk_rows=2,
+    )
+
+    # A chunk ends at the first order change after 2 rows, or after 4 x 2 rows in any case.
+    assert chunks == [["A", "A"], ["B", "B", "B"], ["C"] * 8, ["C", "D"]]
+    assert counts.staged_rows == 15
+
+
+# Orders whose rows are far apart, so that small chunks split them: merges, a weighted price,
+# duplicates and disagreeing rows across chunks, each found as in one pass.
+INTERLEAVED = make_csv(
+    "SO-1,ACME,2024-03-01T10:00,DRILL,1,10.00",
+    "SO-2,BUILDCO,2024-03-02,GLOVES,5,2.00",
+    "SO-1,ACME,2024-03-01T10:00,BITS,2,5.00",
+    "SO-3,ACME,2024-03-03,DRILL,1,1.00",
+    "SO-1,ACME,2024-03-01T10:00,DRILL,2,11.00",
+    "SO-2,BUILDCO,2024-03-02,GLOVES,5,2.00",
+    "SO-3,OTHERCO,2024-03-03,BITS,1,1.00",
+    "SO-4,ACME,2024-03-04,DRILL,2000000000,1",
+    "SO-5,ACME,2024-03-05,BATTERY,1,39.99",
+    "SO-4,ACME,2024-03-04,DRILL,200000000,1",
+    "SO-5,ACME,2024-03-05,NOPE,1,1",
+    "SO-6,ACME,2024-03-06,BATTERY,1,39.99",
+    "SO-6,ACME,2024-03-06,BATTERY,1,39.99",
+    "SO-7,ACME,2024-03-07,GLOVES,1,2.00",
+    "SO-7,ACME,2024-03-07,GLOVES,1,2.00",
+    "SO-7,ACME,2024-03-07,GLOVES,1,2.00",
+    "SO-1,ACME,2024-03-01T10:00,GLOVES,1,2.00",
+    "SO-8,BUILDCO,2024-03-08,BITS,1,5.00",
+    "SO-8,BUILDCO,2024-03-08,DRILL,1,129.00",
+)
+INTERLEAVED_ERRORS = [
+    "line 7: duplicate line: the same as line 3",
+    "line 8: order 'SO-3' has account_id 'OTHERCO' here but 'ACME' on line 5",
+    "line 9: the lines of SKU 'DRILL' in order 'SO-4' add up to quantity 2200000000, more than 2147483647",
+    "line 11: the lines of SKU 'DRILL' in order 'SO-4' add up to quantity 2200000000, more than 2147483647",
+    "line 12: unknown SKU 'NOPE'",
+    "line 14: duplicate line: the same as line 13",
+    "line 16: duplicate line: the same as line 15",
+    "line 17: duplicate line: the same as line 15",
+]
+INTERLEAVED_HISTORY = [
+    (
+        "SO-1",
+        "ACME",
+        "2024-03-01T09:00:00+00:00",
+        [("BITS", 2, Decimal("5")), ("DRILL", 3, Decimal("10.6667")), ("GLOVES", 1, Decimal("2"))],
+    ),
+    ("SO-8", "BUILDCO", "2024-03-07T23:00:00+00:00", [("BITS", 1, Decimal("5")), ("DRILL", 1, Decimal("129"))]),
+]
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize(
+    ("chunk_rows", "partitions"),
+    [(1, 63), (2, 63), (3, 63), (50_000, 63), (1, 2), (2, 0)],
+    ids=["1", "2", "3", "50000", "1, then through the chunk table", "2, all through the chunk table"],
+)
+def test_loading_by_chunks_gives_the_result_of_one_pass(products, monkeypatch, chunk_rows, partitions):
+    monkeypatch.setattr(staging_module, "CHUNK_ROWS", chunk_rows)
+    monkeypatch.setattr(staging_module, "CHUNK_PARTITIONS", partitions)
+    chunked, chunked_rejects = run_with_rejects(INTERLEAVED, skip_invalid=True, dry_run=True)
+    with monkeypatch.context() as one_pass:
+        one_pass.setattr(staging_module.Staging, "COPY_VENDORS", frozenset())
+        whole, whole_rejects = run_with_rejects(INTERLEAVED, skip_invalid=True, dry_run=True)
+
+    assert [str(error) for error in chunked.errors] == INTERLEAVED_ERRORS
+    assert chunked_rejects == whole_rejects
+    assert chunked_rejects.count("\n") == 1 + 13  # the header and every row of the six bad orders
+    ignore = {"timings"}
+    assert {k: v for k, v in chunked.to_dict().items() if k not in ignore} == {
+        k: v for k, v in whole.to_dict().items() if k not in ignore
+    }
+    assert (chunked.orders_created, chunked.lines_created, chunked.lines_merged, chunked.rejected_orders) == (
+        2,
+        5,
+        1,
+        6,
+    )
+
+    result = run(INTERLEAVED, skip_invalid=True)
+
+    assert (result.applied, result.orders_created, result.lines_created) == (True, 2, 5)
+    assert history() == INTERLEAVED_HISTORY
+
+
+@pytest.mark.postgres
+def test_the_agreed_result_holds_with_the_smallest_chunks(products, monkeypatch):
+    monkeypatch.setattr(staging_module, "CHUNK_ROWS", 1)
+
+    result, rejects = run_with_rejects(EVERYTHING, skip_invalid=True)
+
+    assert history() == EVERYTHING_HISTORY
+    assert rejects == EVERYTHING_REJECTS
+    assert (result.orders_created, result.lines_created, result.lines_merged, result.error_count) == (3, 4, 1, 3)
+
+
+@pytest.mark.postgres
+def test_a_chunk_the_database_refuses_refuses_the_import_and_the_connection_goes_on(products, monkeypatch):
+    monkeypatch.setattr(staging_module, "CHUNK_ROWS", 1)
+    monkeypatch.setattr(staging_module, "CHUNK_SQL", "SELECT 1 / 0; " + staging_module.CHUNK_SQL)
+
+    result = run(GOOD)
+
+    assert (result.refused, result.applied, result.orders_created, result.error_count) == (True, False, 0, 1)
+    assert result.errors[0].message.startswith("the database refused the import, nothing was written: division by zero")
+    assert counts() == {"orders": 0, "lines": 0, "accounts": 0}
+    monkeypatch.undo()
+    assert (run(GOOD).orders_created, counts()) == (2, {"orders": 2, "lines": 3, "accounts": 2})
+
+
+@pytest.mark.postgres
+def test_a_file_that_breaks_off_while_a_chunk_is_grouped_is_refused_cleanly(products, monkeypatch):
+    monkeypatch.setattr(staging_module, "CHUNK_ROWS", 1)
+    data = make_csv(
+        "SO-1,ACME,2024-03-01,DRILL,1,1", "SO-2,ACME,2024-03-01,DRILL,1,1", 'SO-3,ACME,2024-03-01,DRILL,1,"1'
+    )
+
+    result = run(data)
+
+    assert result.errors == [RowError(4, "cannot be read as CSV: unexpected end of data")]
+    assert (result.refused, counts()) == (True, {"orders": 0, "lines": 0, "accounts": 0})
+    assert run(GOOD).orders_created == 2
+
+
+# --- comparing with the stored orders -------------------------------------------------------------
+
+STORED = make_csv(
+    "SO-1,ACME,2024-03-01T10:00,DRILL,1,129.00",
+    "SO-1,ACME,2024-03-01T10:00,BITS,3,12.50",
+    "SO-2,ACME,2024-03-02,DRILL,2,129.00",
+    "SO-3,ACME,2024-03-03,DRILL,1,129.00",
+    "SO-3,ACME,2024-03-03,BITS,1,12.50",
+    "SO-4,ACME,2024-03-04,DRILL,1,129.00",
+    "SO-5,ACME,2024-03-05,DRILL,1,129.00",
+    "SO-6,ACME,2024-03-06,DRILL,1,129.00",
+    "SO-7,ACME,2024-03-07,GLOVES,4,2.00",
+    "SO-8,ACME,2024-03-08,GLOVES,4,2.00",
+)
+AGAIN = make_csv(
+    "SO-1,ACME,2024-03-01T10:00,DRILL,1,129.00",  # the same, merged otherwise
+    "SO-1,ACME,2024-03-01T10:00,BITS,1,12.50",
+    "SO-1,ACME,2024-03-01T10:00,BITS,2,12.50",
+    "SO-2,ACME,2024-03-02,DRILL,3,129.00",  # another quantity
+    "SO-3,ACME,2024-03-03,DRILL,1,129.00",  # a line less
+    "SO-4,ACME,2024-03-04,DRILL,1,129.00",  # a line more
+    "SO-4,ACME,2024-03-04,BITS,1,12.50",
+    "SO-5,ACME,2024-03-05,DRILL,1,129.0001",  # another price
+    "SO-6,BUILDCO,2024-03-06,DRILL,1,129.00",  # another account
+    "SO-7,ACME,2024-03-07T01:00,GLOVES,4,2.00",  # another time
+    "SO-8,ACME,2024-03-08,BITS,4,2.00",  # another product
+    "SO-9,ACME,2024-03-09,DRILL,1,1.00",  # new
+)
+
+
+@pytest.mark.postgres
+def test_both_ways_of_comparing_with_the_stored_orders_agree(products, monkeypatch):
+    """PostgreSQL compares by one full join; the join-and-count of SQLite finds the same."""
+    run(STORED)
+
+    full_join = run(AGAIN, dry_run=True)
+    monkeypatch.setattr(staging_module.Staging, "FULL_JOIN_VENDORS", frozenset())
+    join_and_count = run(AGAIN, dry_run=True)
+
+    expected = ["SO-2", "SO-3", "SO-4", "SO-5", "SO-6", "SO-7", "SO-8"]
+    assert (full_join.orders_differing, full_join.differing_orders) == (7, expected)
+    assert (join_and_count.orders_differing, join_and_count.differing_orders) == (7, expected)
+    assert (full_join.orders_existing, full_join.orders_created) == (8, 1)
+
+
+def test_every_kind_of_difference_from_the_stored_orders_is_found(products):
+    run(STORED)
+
+    result = run(AGAIN)
+
+    assert (result.orders_existing, result.orders_differing, result.orders_created) == (8, 7, 1)
+    assert result.differing_orders == ["SO-2", "SO-3", "SO-4", "SO-5", "SO-6", "SO-7", "SO-8"]
