@@ -46,8 +46,8 @@ class Command(BaseCommand):
         parser.add_argument(
             "--no-bulk-load",
             action="store_true",
-            help="Never take the big-load path on PostgreSQL (it locks the order, order line and product "
-            "tables for a few seconds; see docs/orders.md): slower, no table locks.",
+            help="Never take the big-load path on PostgreSQL (it locks the order, order line, product and "
+            "customer account tables for a few seconds; see docs/orders.md): slower, no table locks.",
         )
         parser.add_argument(
             "--credit-prefix",
