@@ -134,14 +134,16 @@ def _distinct_rows(
     """
     indptr = np.zeros(n_rows + 1, dtype=np.int64)
     for i in range(len(orders)):
-        indptr[orders[i] + 1] += 1
+        indptr[np.uintp(orders[i]) + 1] += 1
     for row in range(n_rows):
         indptr[row + 1] += indptr[row]
     fill = indptr[:-1].copy()
     indices = np.empty(len(orders), dtype=np.int32)
     for i in range(len(orders)):
-        indices[fill[orders[i]]] = products[i]
-        fill[orders[i]] += 1
+        order = np.uintp(orders[i])
+        slot = np.uintp(fill[order])
+        indices[slot] = products[i]
+        fill[order] = slot + 1
     last_row = np.full(n_products, -1, dtype=np.int64)
     kept = 0
     start = 0
@@ -149,14 +151,14 @@ def _distinct_rows(
         stop = indptr[row + 1]
         indptr[row] = kept
         for j in range(start, stop):
-            product = indices[j]
+            product = np.uintp(indices[j])
             if last_row[product] != row:
                 last_row[product] = row
                 indices[kept] = product
                 kept += 1
         start = stop
     indptr[n_rows] = kept
-    return indptr, indices[:kept].copy()
+    return indptr, indices[:kept]  # a view: duplicates are few, a copy would cost more
 
 
 def _product_totals(
@@ -187,27 +189,30 @@ def _line_structures(
     order_products: CSR, any order within a row): ``source_indptr``/``source_orders`` (products
     x orders, orders ascending in a row; what ``X.T.tocsr()`` gives), ``sorted_products`` (the
     same rows as ``order_products``, products ascending) and ``positions`` (for every products
-    x orders entry, where that line is in ``sorted_products``). Two counting sorts."""
+    x orders entry, where that line is in ``sorted_products``). Two counting sorts (measured
+    faster than sorting each row in place and one counting sort)."""
     n_rows = len(order_indptr) - 1
     n_products = len(source_indptr) - 1
     source_indptr[:] = 0
     for j in range(len(order_products)):
-        source_indptr[order_products[j] + 1] += 1
+        source_indptr[np.uintp(order_products[j]) + 1] += 1
     for product in range(n_products):
         source_indptr[product + 1] += source_indptr[product]
     fill = source_indptr[:-1].copy()
     for row in range(n_rows):
         for j in range(order_indptr[row], order_indptr[row + 1]):
             product = np.uintp(order_products[j])
-            source_orders[fill[product]] = row
-            fill[product] += 1
-    fill = order_indptr[:-1].copy()
+            slot = np.uintp(fill[product])
+            source_orders[slot] = row
+            fill[product] = slot + 1
+    fill = order_indptr[:-1].astype(np.int64)
     for product in range(n_products):
         for j in range(source_indptr[product], source_indptr[product + 1]):
             row = np.uintp(source_orders[j])
-            sorted_products[fill[row]] = product
-            positions[j] = fill[row]
-            fill[row] += 1
+            slot = np.uintp(fill[row])
+            sorted_products[slot] = product
+            positions[j] = slot
+            fill[row] = slot + 1
 
 
 def _mirror_fill(
