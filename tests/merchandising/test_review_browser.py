@@ -12,6 +12,7 @@ import os
 from pathlib import Path
 
 import pytest
+from django.db import connections
 
 from accounts.models import User
 from accounts.services import roles_sync
@@ -69,6 +70,10 @@ def page(monkeypatch):
             yield page
         finally:
             browser.close()
+            # Inside the running event loop, the ORM calls of the test got a connection of
+            # their own (Django keeps connections per context there), which pytest-django's
+            # teardown does not see: close it here, or the test database cannot be dropped.
+            connections.close_all()
 
 
 def _status(suggestion: Suggestion) -> tuple[str, str]:
