@@ -650,26 +650,9 @@ def mine_upper(
     ``mine_block``.
     """
     compiled = _checked_block(prepared, start, stop, options, exclusions)
-    min_count = max(options.min_count, 1)
-    if _count_block is not None:
-        by_product, by_order = prepared.by_product, prepared.by_order
-        source, target, co_count, decayed = _count_block(
-            by_product.indptr,
-            by_product.indices,
-            by_order.indptr,
-            by_order.indices,
-            prepared.pair_weights,
-            prepared.line_positions,
-            True,
-            start,
-            stop,
-            min_count,
-            _eligible(compiled, prepared.n_products),
-        )
-        keep = compiled.allowed(source, target)
-    else:  # every pair of the block, then the upper half
-        source, target, co_count, decayed = _counted_pairs(prepared, start, stop, min_count, compiled)
-        keep = (target > source) & compiled.allowed(source, target)
+    counted = _counted_pairs(prepared, start, stop, max(options.min_count, 1), compiled, upper=True)
+    source, target, co_count, decayed = counted
+    keep = compiled.allowed(source, target)
     return UpperPairs(source[keep], target[keep], co_count[keep], decayed[keep], sources=(start, stop))
 
 
@@ -835,14 +818,22 @@ def _scored(
 
 
 def _counted_pairs(
-    prepared: Prepared, start: int, stop: int, min_count: int, compiled: _CompiledExclusions
+    prepared: Prepared,
+    start: int,
+    stop: int,
+    min_count: int,
+    compiled: _CompiledExclusions,
+    *,
+    upper: bool = False,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """(source, target, co_count, decayed_co_count) of the block's pairs with co_count >=
-    min_count, in any order; some pairs that fail the exclusions may be left in.
+    min_count (only those with target > source when ``upper``), grouped by source ascending;
+    some pairs that fail the exclusions may be left in.
 
-    The fused kernel (merchandising/mining/kernel.py) counts and filters in one pass; without
-    Numba, SciPy's sparse product of the block, then a NumPy selection. Both give the same
-    pairs with bit-identical values.
+    The fused kernel (merchandising/mining/kernel.py) counts and filters in one pass (with
+    ``upper``, it walks only the rest of each order's row); without Numba, SciPy's sparse
+    product of the block, then a NumPy selection. Both give the same pairs with bit-identical
+    values.
     """
     if _count_block is not None:
         by_product, by_order = prepared.by_product, prepared.by_order
@@ -853,7 +844,7 @@ def _counted_pairs(
             by_order.indices,
             prepared.pair_weights,
             prepared.line_positions,
-            False,
+            upper,
             start,
             stop,
             min_count,
@@ -865,6 +856,9 @@ def _counted_pairs(
     candidate = np.flatnonzero(counts >= min_count)
     source = (np.searchsorted(indptr, candidate, side="right") - 1 + start).astype(np.int32)
     target = indices[candidate].astype(np.int32, copy=False)
+    if upper:
+        above = target > source
+        candidate, source, target = candidate[above], source[above], target[above]
     return source, target, counts[candidate].astype(np.int64), data.imag[candidate]
 
 

@@ -248,6 +248,11 @@ def _mirror_fill(
             fill[b] = slot + 1
 
 
+def _ranks_before(score: np.ndarray, target: np.ndarray, i: int, j: int) -> bool:
+    """Pair i comes before pair j of the same source: higher score, then lower target."""
+    return score[i] > score[j] or (score[i] == score[j] and target[i] < target[j])
+
+
 def _top_k_order(source: np.ndarray, target: np.ndarray, score: np.ndarray, top_k: int) -> np.ndarray:
     """Indices of the ``top_k`` best pairs of each source, sorted by (source, -score, target).
 
@@ -268,15 +273,14 @@ def _top_k_order(source: np.ndarray, target: np.ndarray, score: np.ndarray, top_
         size = 0
         for i in range(begin, end):
             if size == top_k:
-                worst = buffer[size - 1]
-                if not (score[i] > score[worst] or (score[i] == score[worst] and target[i] < target[worst])):
+                if not _ranks_before(score, target, i, buffer[size - 1]):
                     continue
                 size -= 1
             # Insert i after every entry that ranks before it.
             slot = size
             while slot > 0:
                 other = buffer[slot - 1]
-                if score[other] > score[i] or (score[other] == score[i] and target[other] < target[i]):
+                if _ranks_before(score, target, other, i):
                     break
                 buffer[slot] = other
                 slot -= 1
@@ -301,6 +305,7 @@ def _compiled(function):
 
 if numba is not None:
     _grow = _compiled(_grow)
+    _ranks_before = _compiled(_ranks_before)
     count_block = _compiled(_count_block)
     top_k_order = _compiled(_top_k_order)
     order_ages = _compiled(_order_ages)

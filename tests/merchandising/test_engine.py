@@ -545,12 +545,19 @@ def test_upper_parts_must_tile_and_are_consumed():
     options = MiningOptions(min_count=1, block_size=2)
     prepared = prepare(*as_arrays(EXAMPLE), 5, options)
     parts = [mine_upper(prepared, a, b, options) for a, b in block_ranges(5, 2)]
-    # Each unordered pair once, at its smaller product: no part has a target at or below its source.
-    assert all((part.target > part.source).all() for part in parts)
-    assert sum(len(part.source) for part in parts) * 2 == len(example(replace(options, top_k=None)))
+    # Each unordered pair once, at its smaller product: (0,1) (0,2) (0,3) (1,2) (1,3), from the
+    # blocks [0, 2) and [2, 4); none from [4, 5).
+    assert [list(zip(p.source.tolist(), p.target.tolist(), strict=True)) for p in parts] == [
+        [(0, 1), (0, 2), (0, 3), (1, 2), (1, 3)],
+        [],
+        [],
+    ]
+    assert parts[0].co_count.tolist() == [3, 1, 1, 1, 1]
+    # The same result as every block counted fully (mine_block), whatever order the parts come in.
+    blocks = merge([mine_block(prepared, a, b, options) for a, b in block_ranges(5, 2)])
     for order in (parts, parts[::-1]):
         given_parts = list(order)
-        assert_same(pairs_from_upper(prepared, given_parts, options, workers=2), example(options))
+        assert_same(pairs_from_upper(prepared, given_parts, options, workers=2), blocks)
         assert given_parts == []
     with pytest.raises(ValueError, match="tile"):
         pairs_from_upper(prepared, parts[:2], options)
