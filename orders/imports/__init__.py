@@ -13,7 +13,10 @@ from __future__ import annotations
 
 import csv
 import itertools
+import logging
 import time
+from collections.abc import Callable, Iterable
+from contextlib import AbstractContextManager
 from dataclasses import asdict, dataclass, field
 from typing import IO, Any
 
@@ -21,6 +24,7 @@ from django.db import DatabaseError, connection, transaction
 from django.utils import timezone
 
 from catalog.imports import RowError  # one shape for every import's "line N: reason"
+from orders.imports import direct
 from orders.imports.reading import (
     COLUMNS,
     MAX_QUANTITY,
@@ -42,6 +46,8 @@ ERRORS_KEPT = 1000  # errors listed in the result (all of them are counted and i
 DIFFERING_KEPT = 100
 DEFAULT_CREDIT_PREFIX = "C"
 
+logger = logging.getLogger(__name__)
+
 
 @dataclass
 class OrdersImportResult:
@@ -53,8 +59,10 @@ class OrdersImportResult:
     # Refused as a whole: the file cannot be read, rows are bad and skip_invalid is off, or
     # the database refused. Nothing was written (a dry run reports what would happen).
     refused: bool = False
-    # The orders and lines went in on PostgreSQL's bulk-load path (keys and indexes re-created).
+    # The orders and lines went in on PostgreSQL's bulk-load path (keys and indexes re-created),
+    # streamed straight into their tables while the file was read (``direct``) or not.
     bulk_load: bool = False
+    direct_load: bool = False
     rows: int = 0  # data rows read (not the header, not empty lines)
     orders_created: int = 0
     orders_existing: int = 0  # already imported: left exactly as they were
@@ -152,8 +160,16 @@ def _run(
     rejects: IO[str] | None,
     started: float,
 ) -> None:
+    if direct.wanted(staging, source):
+        try:
+            with transaction.atomic(using=staging.connection.alias):
+                _direct_load(staging, result, source, column_map, credit_prefix, rejects, started)
+            return
+        except direct.Fallback as exc:
+            logger.info("orders import: the direct load gave up (%s); the staged import takes over", exc)
+            started = _lap(result, "direct_load_given_up", started)
     staging.create()
-    header = _stage(staging, result, source, column_map, credit_prefix)
+    header = _stage(staging, staging.loader, result, source, column_map, credit_prefix)
     lap = _lap(result, "read_and_stage", started)
 
     staging.check()
@@ -167,7 +183,7 @@ def _run(
     lap = _lap(result, "check", lap)
 
     if rejects is not None:
-        _write_rejects(staging, source, header, rejects)
+        _write_rejects(staging.rejections(), source, header, rejects)
         lap = _lap(result, "rejects", lap)
     if result.error_count and not result.skip_invalid:
         raise _Abort
@@ -184,11 +200,44 @@ def _run(
     result.applied = not result.dry_run
 
 
+def _direct_load(
+    staging: Staging,
+    result: OrdersImportResult,
+    source: IO[bytes],
+    column_map: dict[str, str],
+    credit_prefix: str,
+    rejects: IO[str] | None,
+    started: float,
+) -> None:
+    """The direct load (``direct``); raises direct.Fallback, having written nothing that its
+    savepoint does not take back, where the staged import must do the work."""
+    load = direct.DirectLoad(staging, now=timezone.now())
+    header = _stage(staging, load.loader, result, source, column_map, credit_prefix)
+    lap = _lap(result, "read_and_write", started)
+    if rejects is not None:
+        _write_rejects([], source, header, rejects)
+    load.rebuild()
+    lap = _lap(result, "rebuild", lap)
+    result.bulk_load = result.direct_load = True
+    result.orders_created = load.orders_created
+    result.lines_created = load.lines_created
+    result.lines_merged = load.rows_written - load.lines_created
+    result.accounts_created = load.accounts_created
+    staging.check_constraints()
+    _lap(result, "constraints", lap)
+    result.applied = not result.dry_run
+
+
 def _stage(
-    staging: Staging, result: OrdersImportResult, source: IO[bytes], column_map: dict[str, str], credit_prefix: str
+    staging: Staging,
+    loader: Callable[[], AbstractContextManager],
+    result: OrdersImportResult,
+    source: IO[bytes],
+    column_map: dict[str, str],
+    credit_prefix: str,
 ) -> Header:
-    """Read the file into the staging table; raise _Abort (with the errors in ``result``) if
-    the file itself cannot be read."""
+    """Read the file into ``loader``'s tables (``Staging.loader`` or ``DirectLoad.loader``);
+    raise _Abort (with the errors in ``result``) if the file itself cannot be read."""
     text = text_stream(source)
     try:
         lines = records(text)
@@ -202,7 +251,7 @@ def _stage(
                 result.error_count = len(problems)
                 raise _Abort
             result.ignored_columns = header.ignored
-            with staging.loader() as (stage, reject, end_chunk):
+            with loader() as (stage, reject, end_chunk):
                 counts = parse_rows(
                     lines,
                     header,
@@ -247,7 +296,7 @@ def _reason(row: tuple) -> str:
     return f"order {order_id!r} is rejected as a whole: line {ref_line} is bad"
 
 
-def _write_rejects(staging: Staging, source: IO[bytes], header: Header, rejects: IO[str]) -> None:
+def _write_rejects(rejections: Iterable[tuple], source: IO[bytes], header: Header, rejects: IO[str]) -> None:
     """Every rejected row as it is in the file, plus its line number and reason, in line order:
     the rejected lines (from the database, in pages) are matched against a second read of the
     file."""
@@ -258,7 +307,7 @@ def _write_rejects(staging: Staging, source: IO[bytes], header: Header, rejects:
         next(lines)  # the header, as read the first time
         writer.writerow([*clean_cells(header.cells), "line", "reason"])
         width = header.width
-        for row in staging.rejections():
+        for row in rejections:
             wanted = row[0]
             for line, cells in lines:
                 if line == wanted:

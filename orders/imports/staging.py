@@ -514,8 +514,7 @@ class Staging:
                 for _seq, _order_id, _sku, row_quantity, price in group:
                     value += row_quantity * price
                     quantity += row_quantity
-                average = (Decimal(value) / quantity).quantize(Decimal(1), rounding=ROUND_HALF_UP)
-                batch.append((order_id, sku, int(average)))
+                batch.append((order_id, sku, average_price(value, quantity)))
                 if len(batch) >= PAGE:
                     cursor.executemany(INSERT_PRICE, batch)
                     written += len(batch)
@@ -567,7 +566,7 @@ class Staging:
         # take the bulk-load path too.
         new_rows = "SELECT COALESCE(SUM(o.n), 0) FROM import_orders o JOIN {created} c ON c.{key} = o.order_id"
         wanted = int(self.value(new_rows.format(created="import_new_orders", key="order_id")))
-        self.bulk_load = self.bulk_load_wanted(wanted) and self._bulk_load_lock()
+        self.bulk_load = self.bulk_load_wanted(wanted) and self.bulk_load_lock()
         started = time.perf_counter()
         if self.bulk_load:
             # No one else can write orders now, and the orders that someone else created
@@ -576,7 +575,7 @@ class Staging:
             x("DELETE FROM import_new_orders n WHERE EXISTS (SELECT 1 FROM {order} x WHERE x.external_id = n.order_id)")
             # ALTER TABLE refuses a table with pending trigger events.
             x("SET CONSTRAINTS ALL IMMEDIATE")
-            dropped = self._bulk_load_drop()
+            dropped = self.bulk_load_drop()
             x(
                 "WITH created AS (INSERT INTO {order} (external_id, account_id, ordered_at, imported_at) "
                 "SELECT n.order_id, a.id, n.ordered_at, %s FROM import_new_orders n "
@@ -626,7 +625,7 @@ class Staging:
         self.timings["write_lines"] = round(time.perf_counter() - started, 3)
         if self.bulk_load:
             started = time.perf_counter()
-            self._bulk_load_rebuild(dropped)
+            self.bulk_load_rebuild(dropped)
             self.timings["rebuild"] = round(time.perf_counter() - started, 3)
         return {
             "accounts_created": accounts,
@@ -654,7 +653,7 @@ class Staging:
         )
         return lines >= BULK_LOAD_MIN_SHARE * float(stored)
 
-    def _bulk_load_lock(self) -> bool:
+    def bulk_load_lock(self) -> bool:
         """Take the locks that dropping the foreign keys of the line and order tables takes
         anyway (ACCESS EXCLUSIVE on those two and on the tables they reference: products and
         customer accounts), all at once, before any order is written, and waiting at most
@@ -677,7 +676,7 @@ class Staging:
             return False
         return True
 
-    def _bulk_load_drop(self) -> list[str]:
+    def bulk_load_drop(self) -> list[str]:
         """Drop what makes writing a row cost more than the row itself: the line table's
         foreign keys, unique constraint, primary key (unless a foreign key of another table
         needs it) and other indexes, and the order table's foreign key and indexes other than
@@ -729,8 +728,8 @@ class Staging:
             ]
         return [*keys, *indexes, *foreign_keys]
 
-    def _bulk_load_rebuild(self, statements: list[str]) -> None:
-        """Re-create what _bulk_load_drop dropped: each index is built by one sort, each foreign
+    def bulk_load_rebuild(self, statements: list[str]) -> None:
+        """Re-create what bulk_load_drop dropped: each index is built by one sort, each foreign
         key validated by one join over the whole table; a line that breaks one raises here and
         the transaction rolls everything back, the dropped constraints included."""
         self.execute(f"SET LOCAL maintenance_work_mem = '{BULK_LOAD_MAINTENANCE_WORK_MEM}'")
@@ -806,6 +805,12 @@ class Staging:
 
 
 INSERT_PRICE = "INSERT INTO import_prices (order_id, sku, price) VALUES (%s, %s, %s)"
+
+
+def average_price(value: int, quantity: int) -> int:
+    """The price of a line merged from rows of different prices (all in ten-thousandths): the
+    quantity-weighted average, ``value`` being the sum of quantity x price, rounded half up."""
+    return int((Decimal(value) / quantity).quantize(Decimal(1), rounding=ROUND_HALF_UP))
 
 
 def _batched(rows: Iterator[list[str]]) -> Iterator[list[list[str]]]:

@@ -17,6 +17,7 @@ from django.test import override_settings
 from accounts.models import CustomerAccount
 from orders import imports
 from orders.imports import OrdersImportResult, RowError, orders_import, parse_column_map
+from orders.imports import direct as direct_module
 from orders.imports import staging as staging_module
 from orders.models import Order, OrderLine
 from tests.factories import ProductFactory
@@ -789,6 +790,7 @@ def test_this_database_gives_the_agreed_result(products):
         "applied": True,
         "refused": False,
         "bulk_load": False,
+        "direct_load": False,
         "rows": 13,
         "orders_created": 3,
         "orders_existing": 0,
@@ -838,11 +840,15 @@ def line_table_schema() -> dict[str, list[tuple]]:
     return {"constraints": constraints, "indexes": indexes}
 
 
-@pytest.fixture
-def bulk_load(monkeypatch):
-    """Every load is a big load: the bulk-load path on the tests' small files."""
+@pytest.fixture(params=["direct", "staged"])
+def bulk_load(request, monkeypatch):
+    """Every load is a big load: the bulk-load path on the tests' small files, tried first by
+    the direct load (orders.imports.direct) and, for "staged", by the staged import only."""
     monkeypatch.setattr(staging_module, "BULK_LOAD_MIN_LINES", 1)
     monkeypatch.setattr(staging_module, "BULK_LOAD_MIN_SHARE", 0)
+    if request.param == "staged":
+        monkeypatch.setattr(direct_module, "wanted", lambda staging, source: False)
+    return request.param
 
 
 BULK_FILE = make_csv(
@@ -870,6 +876,7 @@ def test_a_bulk_load_recreates_the_same_constraints_and_indexes(products, bulk_l
     result = run(BULK_FILE)
 
     assert (result.bulk_load, result.error_count, result.orders_created, result.lines_created) == (True, 0, 2, 3)
+    assert result.direct_load is (bulk_load == "direct")
     assert result.timings["rebuild"] >= 0
     assert line_table_schema() == before
     assert history()[1:] == [
@@ -923,13 +930,13 @@ def test_a_bulk_load_that_the_database_refuses_leaves_everything_as_it_was(produ
     refused and the dropped constraints and indexes are back, with nothing written."""
     OrderLineFactory(order=OrderFactory(external_id="SO-0"), product=products["BATTERY"])
     before_schema, before_history = line_table_schema(), history()
-    rebuild = staging_module.Staging._bulk_load_rebuild
+    rebuild = staging_module.Staging.bulk_load_rebuild
 
     def break_a_line(self, statements):
         self.execute("UPDATE {line} SET product_id = -1 WHERE id = (SELECT MAX(id) FROM {line})")
         rebuild(self, statements)
 
-    monkeypatch.setattr(staging_module.Staging, "_bulk_load_rebuild", break_a_line)
+    monkeypatch.setattr(staging_module.Staging, "bulk_load_rebuild", break_a_line)
 
     result = run(BULK_FILE)
 
@@ -1005,18 +1012,19 @@ def test_a_bulk_load_recreates_the_order_tables_key_and_indexes(products, bulk_l
         "orders_order_pkey",
     ]
     dropped: list[list[str]] = []
-    drop = staging_module.Staging._bulk_load_drop
+    drop = staging_module.Staging.bulk_load_drop
 
     def spy(self):
         statements = drop(self)
         dropped.append(statements)
         return statements
 
-    monkeypatch.setattr(staging_module.Staging, "_bulk_load_drop", spy)
+    monkeypatch.setattr(staging_module.Staging, "bulk_load_drop", spy)
 
     result = run(BULK_FILE)
 
     assert (result.bulk_load, result.orders_created, result.lines_created) == (True, 2, 3)
+    assert result.direct_load is (bulk_load == "direct")
     assert [statement.split(" ADD CONSTRAINT ")[-1].split(" ON ")[0] for statement in dropped[0]] == [
         '"orders_orderline_pkey" PRIMARY KEY (id)',
         '"orders_line_one_per_product" UNIQUE (order_id, product_id)',
@@ -1052,8 +1060,10 @@ def test_an_order_created_by_someone_else_just_before_the_bulk_load_locks_is_lef
     products, bulk_load, monkeypatch
 ):
     """The orders to create are known before the bulk-load locks are taken; one that another
-    session creates in between is then present, counted as such, and not written twice."""
-    lock = staging_module.Staging._bulk_load_lock
+    session creates in between is then present, counted as such, and not written twice. (The
+    direct load, which takes the locks first, finds it stored and leaves the file to the
+    staged import.)"""
+    lock = staging_module.Staging.bulk_load_lock
 
     def someone_else_first(self):
         import psycopg
@@ -1066,16 +1076,17 @@ def test_an_order_created_by_someone_else_just_before_the_bulk_load_locks_is_lef
             other.execute(
                 "INSERT INTO orders_order (external_id, account_id, ordered_at, imported_at) "
                 "SELECT 'SO-2', id, '2024-01-01T00:00:00Z', now() FROM accounts_customeraccount "
-                "WHERE external_id = 'OTHER'"
+                "WHERE external_id = 'OTHER' ON CONFLICT (external_id) DO NOTHING"
             )
         return lock(self)
 
     CustomerAccountFactory(external_id="OTHER")
-    monkeypatch.setattr(staging_module.Staging, "_bulk_load_lock", someone_else_first)
+    monkeypatch.setattr(staging_module.Staging, "bulk_load_lock", someone_else_first)
 
     result = run(BULK_FILE)
 
-    assert (result.bulk_load, result.error_count) == (True, 0)
+    assert (result.bulk_load, result.direct_load, result.error_count) == (True, False, 0)
+    assert ("direct_load_given_up" in result.timings) is (bulk_load == "direct")
     assert (result.orders_created, result.orders_existing, result.lines_created, result.lines_merged) == (1, 1, 2, 1)
     assert sorted(
         OrderLine.objects.values_list("order__external_id", "order__account__external_id", "product__sku", "quantity")
