@@ -140,11 +140,14 @@ class DirectLoad:
         self.psycopg_connection = staging.connection.connection
 
     def end_chunk(self) -> None:
-        """Write the rows read so far, but for the last order's: its rows may go on."""
+        """Write the rows read so far, but for the last order's: its rows may go on. (An order
+        of more rows than the staged import holds at a time, 4 chunks, is left to it.)"""
         rows = self.rows
         last = len(rows) - 1
         while last > 0 and rows[last - 1][1] == rows[-1][1]:
             last -= 1
+        if len(rows) - last >= 4 * self.staging.chunk_rows:
+            raise Fallback(f"order {rows[-1][1]!r} has more than {len(rows) - last} rows")
         if last > 0:
             chunk = rows[:last]
             del rows[:last]  # in place: parse_rows appends to this list

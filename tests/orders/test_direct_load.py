@@ -145,6 +145,8 @@ FALLBACKS = {
     "merged quantity too large": ("SO-6,ACME,2024-03-06,DRILL,2147483647,1", "SO-6,ACME,2024-03-06,DRILL,1,1"),
     "rows of an order apart": ("SO-1,ACME,2024-03-01T10:00,GLOVES,1,2",),
     "rows of an order apart, later": ("SO-7,ACME,2024-03-07,DRILL,1,1", "SO-2,BUILDCO,2024-03-02,BITS,1,2"),
+    # More rows than 4 chunks (of 2 rows here): the staged import holds no more at a time.
+    "an order of 12 rows": tuple(f"SO-8,ACME,2024-03-08,{sku},{n},1" for n in (1, 2, 3) for sku in SKUS),
 }
 
 
