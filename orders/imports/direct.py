@@ -29,7 +29,6 @@ from __future__ import annotations
 import itertools
 import operator
 from collections.abc import Callable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from datetime import datetime
 from typing import IO, Any
@@ -40,9 +39,18 @@ from orders.imports.staging import Staging, average_price
 
 SAMPLE_BYTES = 1 << 16  # read to estimate the file's rows
 KEY_BLOCK = 10_000  # order ids taken from their sequence at a time
-_ORDER_ID = operator.itemgetter(1)  # of a parsed row
+# Of a parsed row (line, order id, account id, time, SKU, quantity, price).
+_ORDER_ID, _SKU, _ACCOUNT_AND_TIME = operator.itemgetter(1), operator.itemgetter(4), operator.itemgetter(2, 3)
 # What reading.parse_rows calls: stage a row, reject a row, end a chunk.
 Callbacks = tuple[Callable[[tuple], Any], Callable[[int, str | None, str], Any], Callable[[], Any]]
+
+
+class _PriceCells(dict):
+    """Ten-thousandths -> the price as a cell of a text COPY (129000 -> "12.9000")."""
+
+    def __missing__(self, price: int) -> str:
+        cell = self[price] = f"{price // 10000}.{price % 10000:04d}"
+        return cell
 
 
 class Fallback(Exception):
@@ -82,15 +90,12 @@ class DirectLoad:
         # its primary key; ten-thousandths -> the price as a cell ("12.5000").
         self.products: dict[str, str] = {}
         self.accounts: dict[str, int] = {}
-        self.prices: dict[int, str] = {}
+        self.prices = _PriceCells()
         self.sequence = ""  # of the order table's primary key
         self.keys: Iterator[int] = iter(())  # order ids taken from the sequence, not used yet
         self.last_key: int | None = None
         self.dropped: list[str] = []  # what bulk_load_rebuild re-creates
         self.rows: list[tuple] = []  # parsed rows not written yet
-        self.writer: ThreadPoolExecutor | None = None  # writes a chunk while the next is read
-        self.writing: Future | None = None
-        self.psycopg_connection: Any = None
         self.orders_created = self.lines_created = self.rows_written = self.accounts_created = 0
 
     @contextmanager
@@ -105,20 +110,15 @@ class DirectLoad:
             raise Fallback(f"line {line} is bad ({message})")
 
         try:
-            try:
-                yield self.rows.append, reject, self.end_chunk
-                self._write(self.rows)
-                self.rows.clear()
-            except BaseException:
-                # The connection is the caller's again only when the copy being written is
-                # done; its own error, if any, is second to this one.
-                self._wait(raise_error=False)
-                raise
-            self._wait()
-        finally:
-            if self.writer is not None:
-                self.writer.shutdown()
-                self.writer = None
+            yield self.rows.append, reject, self.end_chunk
+            self._write(self.rows)
+            self.rows.clear()
+            self.staging.wait()
+        except BaseException:
+            # The connection is the caller's again once the copy on its way is through; the
+            # copy's own error, if any, is second to this one.
+            self.staging.wait(raise_error=False)
+            raise
         if not self.orders_created:  # returns and credit notes only: no big load after all
             raise Fallback("the file has no order to write")
         self._return_keys()
@@ -136,8 +136,6 @@ class DirectLoad:
             self.sequence = cursor.fetchone()[0]
         staging.execute("SET CONSTRAINTS ALL IMMEDIATE")  # ALTER TABLE refuses pending trigger events
         self.dropped = staging.bulk_load_drop()
-        # Django's connection (a proxy) is this thread's: the writer thread takes psycopg's.
-        self.psycopg_connection = staging.connection.connection
 
     def end_chunk(self) -> None:
         """Write the rows read so far, but for the last order's: its rows may go on. (An order
@@ -166,33 +164,35 @@ class DirectLoad:
         orders: list[tuple] = []
         lines: list[str] = []
         seen: set[str] = set()
-        products, price_cell, keys = self.products, self._price_cell, self.keys
+        products, prices, keys = self.products, self.prices, self.keys
+        key = None
         for order_id, group in itertools.groupby(rows, key=_ORDER_ID):
             if order_id in seen:
                 raise Fallback(f"the rows of order {order_id!r} do not follow each other")
             seen.add(order_id)
             order_rows = list(group)
-            line, _, account, moment = order_rows[0][:4]
+            first = order_rows[0]
             key = next(keys, None)
             if key is None:
                 self.keys = keys = self._take_keys()
                 key = next(keys)
-            self.last_key = key
             prefix = f"{key}\t"
-            if len(order_rows) == 1 or (
-                len({row[4] for row in order_rows}) == len(order_rows)
-                and all(row[2] == account and row[3] == moment for row in order_rows)
+            count = len(order_rows)
+            # The common case, nothing to merge, checked by C loops (map, set).
+            if count == 1 or (
+                len(set(map(_SKU, order_rows))) == count and len(set(map(_ACCOUNT_AND_TIME, order_rows))) == 1
             ):
-                try:  # the common case: nothing to merge
-                    lines += [f"{prefix}{products[row[4]]}{row[5]}\t{price_cell(row[6])}\n" for row in order_rows]
+                try:
+                    lines += [f"{prefix}{products[row[4]]}{row[5]}\t{prices[row[6]]}\n" for row in order_rows]
                 except KeyError:
-                    raise Fallback(f"order {order_id!r} (line {line}) has an unknown SKU") from None
+                    raise Fallback(f"order {order_id!r} (line {first[0]}) has an unknown SKU") from None
             else:
                 lines += [
-                    f"{prefix}{product}{quantity}\t{price_cell(price)}\n"
+                    f"{prefix}{product}{quantity}\t{prices[price]}\n"
                     for product, quantity, price in self._merged(order_id, order_rows)
                 ]
-            orders.append((key, order_id, account, moment))
+            orders.append((key, order_id, first[2], first[3]))
+        self.last_key = key
         return orders, lines, len(rows)
 
     def _merged(self, order_id: str, rows: list[tuple]) -> list[tuple[str, int, int]]:
@@ -219,17 +219,11 @@ class DirectLoad:
             lines.append((product, quantity, price))
         return lines
 
-    def _price_cell(self, price: int) -> str:
-        cell = self.prices.get(price)
-        if cell is None:
-            cell = self.prices[price] = f"{price // 10000}.{price % 10000:04d}"
-        return cell
-
     def _take_keys(self) -> Iterator[int]:
         """The next KEY_BLOCK order ids: the sequence is moved past them at once (no one else
         can insert an order while the locks are held; one that took an id anyway would break
         the order table's primary key, which stays in place, and the import would be refused)."""
-        self._wait()
+        self.staging.wait()
         with self.staging.connection.cursor() as cursor:
             cursor.execute("SELECT nextval(%s)", (self.sequence,))
             first = cursor.fetchone()[0]
@@ -244,33 +238,16 @@ class DirectLoad:
     # --- writing, a chunk at a time ---------------------------------------------------------
 
     def _write(self, rows: list[tuple]) -> None:
-        """Group and check ``rows`` (Python's work), then write them in a thread of their own
-        (the server's work, while Python reads the next chunk). The thread has the connection
-        to itself: everything else that uses it first waits for the thread (``_wait``)."""
+        """Write the orders of ``rows``: give up if one is stored already, create the missing
+        accounts, copy the orders, and send their lines without waiting for the server: it
+        writes them while Python reads the next chunk (the next use of the connection waits
+        for it first: Staging.wait)."""
         if not rows:
             return
         orders, lines, row_count = self._group(rows)
-        self._wait()
-        self.writer = ThreadPoolExecutor(max_workers=1) if self.writer is None else self.writer
-        self.writing = self.writer.submit(self._copy, orders, lines, row_count)
-
-    def _wait(self, *, raise_error: bool = True) -> None:
-        """Wait for the chunk being written; raise its error (a database error as Django's)."""
-        writing, self.writing = self.writing, None
-        if writing is not None:
-            error = writing.exception()
-            if error is not None and raise_error:
-                if isinstance(error, Fallback):
-                    raise error
-                with self.staging.connection.wrap_database_errors:
-                    raise error
-
-    def _copy(self, orders: list[tuple], lines: list[str], row_count: int) -> None:
-        """In the writer thread, on psycopg's connection (Django's belongs to the thread that
-        opened it): give up if an order is stored already, create the missing accounts, then
-        copy the orders and their lines."""
-        names = self.names
-        with self.psycopg_connection.cursor() as cursor:
+        staging, names = self.staging, self.names
+        staging.wait()
+        with staging.connection.cursor() as cursor:
             cursor.execute(
                 "SELECT external_id FROM {order} WHERE external_id = ANY(%s) LIMIT 1".format(**names),
                 ([order[1] for order in orders],),
@@ -282,16 +259,15 @@ class DirectLoad:
             copy_orders = (
                 "COPY {order} (id, external_id, account_id, ordered_at, imported_at) FROM STDIN (FORMAT BINARY)"
             )
-            with cursor.copy(copy_orders.format(**names)) as copy:
+            with cursor.cursor.copy(copy_orders.format(**names)) as copy:
                 copy.set_types(["int8", "text", "int8", "timestamptz", "timestamptz"])
                 accounts, now = self.accounts, self.now
                 for key, order_id, account, moment in orders:
                     copy.write_row((key, order_id, accounts[account], moment, now))
-            # Text, not binary: the lines are numbers only (no cell to escape), and formatting
-            # them in Python costs half of what psycopg's binary rows do.
-            copy_lines = "COPY {line} (order_id, product_id, quantity, unit_price) FROM STDIN"
-            with cursor.copy(copy_lines.format(**names)) as copy:
-                copy.write("".join(lines))
+        # Text, not binary: the lines are numbers only (no cell to escape), and formatting them
+        # in Python costs half of what psycopg's binary rows do.
+        copy_lines = "COPY {line} (order_id, product_id, quantity, unit_price) FROM STDIN"
+        staging.send_copy(copy_lines.format(**names), "".join(lines).encode())
         self.orders_created += len(orders)
         self.lines_created += len(lines)
         self.rows_written += row_count

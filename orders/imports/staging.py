@@ -128,6 +128,7 @@ CHUNK_ROWS = 50_000
 # rows) go to one more partition through a chunk table that is emptied each time, so that the
 # locks one import holds stay few (PostgreSQL's lock table is shared and bounded).
 CHUNK_PARTITIONS = 63
+COPY_PIECE = 1 << 20  # bytes handed to libpq at a time by send_copy
 # What the server does with a chunk's rows (sent without waiting; no parameters), and before
 # the first chunk.
 CHUNK_SQL = "ANALYZE {rows}; INSERT INTO import_lines {lines}; INSERT INTO import_orders {orders}"
@@ -294,7 +295,7 @@ class Staging:
             nonlocal chunks
             if not rows:
                 return
-            self._wait()
+            self.wait()
             chunks += 1
             if chunks <= CHUNK_PARTITIONS:
                 part = f"import_rows_{chunks}"
@@ -329,12 +330,12 @@ class Staging:
             end_chunk()
             failed = False
         finally:
-            self._wait(raise_error=not failed)
+            self.wait(raise_error=not failed)
         if chunks > CHUNK_PARTITIONS:
             self.analyze("import_rows_rest")
 
     def _send(self, sql: str) -> None:
-        """Send ``sql`` (statements without parameters) and return at once; _wait() reads the
+        """Send ``sql`` (statements without parameters) and return at once; wait() reads the
         answer. Nothing else may use the connection in between."""
         pgconn = self.connection.connection.pgconn
         with self.connection.wrap_database_errors:
@@ -343,8 +344,38 @@ class Staging:
                 select.select([], [pgconn.socket], [])
         self._pending = True
 
-    def _wait(self, *, raise_error: bool = True) -> None:
-        """Wait for what _send() sent; raise the first error (as Django's DatabaseError)."""
+    def send_copy(self, sql: str, data: bytes) -> None:
+        """Start ``sql`` (a COPY ... FROM STDIN), send ``data`` and the copy's end, and return
+        as soon as the socket has taken them, before the server is done; wait() reads the
+        answer. Nothing else may use the connection in between."""
+        from psycopg import errors, pq
+
+        pgconn = self.connection.connection.pgconn
+        socket = [pgconn.socket]
+        with self.connection.wrap_database_errors:
+            pgconn.send_query(sql.encode())
+            while pgconn.flush():
+                select.select([], socket, [])
+            started = pgconn.get_result()
+            if started.status != pq.ExecStatus.COPY_IN:
+                while pgconn.get_result() is not None:
+                    pass
+                raise errors.error_from_result(started, encoding=self.connection.connection.info.encoding)
+            # In pieces: libpq refuses too large a piece for as long as its buffer is full.
+            for start in range(0, len(data), COPY_PIECE):
+                while not pgconn.put_copy_data(data[start : start + COPY_PIECE]):
+                    select.select([], socket, [])
+                    pgconn.flush()
+            while not pgconn.put_copy_end(None):
+                select.select([], socket, [])
+                pgconn.flush()
+            while pgconn.flush():
+                select.select([], socket, [])
+        self._pending = True
+
+    def wait(self, *, raise_error: bool = True) -> None:
+        """Wait for what _send() or send_copy() sent; raise the first error (as Django's
+        DatabaseError)."""
         from psycopg import errors, pq
 
         if not self._pending:
@@ -676,18 +707,18 @@ class Staging:
             return False
         return True
 
-    def bulk_load_drop(self) -> list[str]:
+    def bulk_load_drop(self, *, line_keys: bool = True) -> list[str]:
         """Drop what makes writing a row cost more than the row itself: the line table's
         foreign keys, unique constraint, primary key (unless a foreign key of another table
-        needs it) and other indexes, and the order table's foreign key and indexes other than
-        its primary key and unique order id (which concurrent imports meet on). Check
-        constraints stay (they cost little per row). Returns the statements that re-create
-        what was dropped exactly (same names, same definitions): keys and indexes first, so
-        that validating the foreign keys comes last."""
+        needs it; ``line_keys=False``: keep both keys) and other indexes, and the order
+        table's foreign key and indexes other than its primary key and unique order id (which
+        concurrent imports meet on). Check constraints stay (they cost little per row).
+        Returns the statements that re-create what was dropped exactly (same names, same
+        definitions): keys and indexes first, so that validating the foreign keys comes last."""
         keys: list[str] = []
         indexes: list[str] = []
         foreign_keys: list[str] = []
-        for model, kinds in ((OrderLine, "fup"), (Order, "f")):
+        for model, kinds in ((OrderLine, "fup" if line_keys else "f"), (Order, "f")):
             table = model._meta.db_table
             with self.connection.cursor() as cursor:
                 cursor.execute(

@@ -198,26 +198,24 @@ def test_what_the_direct_load_wrote_before_giving_up_is_gone(products, big):
 
 @pytest.mark.postgres
 def test_a_copy_that_the_database_refuses_refuses_the_import_and_the_connection_goes_on(products, big, monkeypatch):
-    """A failure in the thread that writes a chunk is the import's: refused, nothing written,
-    the keys and indexes back, and the connection usable."""
+    """The lines of a chunk are sent without waiting for the server; its refusal is found
+    when the connection is used next: the import is refused, nothing is written, the keys
+    and indexes are back, and the connection is usable."""
     before_schema = line_table_schema()
-    copy = direct_module.DirectLoad._copy
-    calls = []
+    send_copy = staging_module.Staging.send_copy
+    sent = []
 
-    def fail_the_second_chunk(self, *args):
-        calls.append(len(args[0]))
-        if len(calls) == 2:
-            with self.psycopg_connection.cursor() as cursor:
-                cursor.execute("SELECT 1 / 0")
-        return copy(self, *args)
+    def spoil_the_second_chunk(self, sql, data):
+        sent.append(data)
+        return send_copy(self, sql, data + b"1\tnot a number\t1\t1.0000\n" if len(sent) == 2 else data)
 
-    monkeypatch.setattr(direct_module.DirectLoad, "_copy", fail_the_second_chunk)
+    monkeypatch.setattr(staging_module.Staging, "send_copy", spoil_the_second_chunk)
 
     result = run(GOOD)
 
     assert (result.refused, result.applied, result.orders_created) == (True, False, 0)
-    assert "division by zero" in result.errors[0].message
-    assert len(calls) == 2
+    assert 'invalid input syntax for type bigint: "not a number"' in result.errors[0].message
+    assert len(sent) == 2
     assert counts() == {"orders": 0, "lines": 0, "accounts": 0}
     assert line_table_schema() == before_schema
     assert Order.objects.count() == 0  # the connection goes on
