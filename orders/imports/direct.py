@@ -94,7 +94,7 @@ class DirectLoad:
         self.sequence = ""  # of the order table's primary key
         self.keys: Iterator[int] = iter(())  # order ids taken from the sequence, not used yet
         self.last_key: int | None = None
-        self.dropped: list[str] = []  # what bulk_load_rebuild re-creates
+        self.dropped: list[str] | None = None  # what bulk_load_rebuild re-creates
         self.rows: list[tuple] = []  # parsed rows not written yet
         self.orders_created = self.lines_created = self.rows_written = self.accounts_created = 0
 
@@ -134,8 +134,6 @@ class DirectLoad:
             self.accounts = dict(cursor.fetchall())
             cursor.execute("SELECT pg_get_serial_sequence(%s, 'id')", (staging.names["order"],))
             self.sequence = cursor.fetchone()[0]
-        staging.execute("SET CONSTRAINTS ALL IMMEDIATE")  # ALTER TABLE refuses pending trigger events
-        self.dropped = staging.bulk_load_drop()
 
     def end_chunk(self) -> None:
         """Write the rows read so far, but for the last order's: its rows may go on. (An order
@@ -255,6 +253,9 @@ class DirectLoad:
             stored = cursor.fetchone()
             if stored is not None:
                 raise Fallback(f"order {stored[0]!r} is stored already (or its rows do not follow each other)")
+            if self.dropped is None:  # the first chunk: a file of stored orders never gets here
+                staging.execute("SET CONSTRAINTS ALL IMMEDIATE")  # ALTER TABLE refuses pending trigger events
+                self.dropped = staging.bulk_load_drop()
             self._create_accounts(cursor, {order[2] for order in orders} - self.accounts.keys())
             copy_orders = (
                 "COPY {order} (id, external_id, account_id, ordered_at, imported_at) FROM STDIN (FORMAT BINARY)"
@@ -290,4 +291,4 @@ class DirectLoad:
         self.accounts_created += len(created)
 
     def rebuild(self) -> None:
-        self.staging.bulk_load_rebuild(self.dropped)
+        self.staging.bulk_load_rebuild(self.dropped or [])

@@ -178,6 +178,25 @@ def test_a_stored_order_makes_the_direct_load_give_up(products, big, monkeypatch
 
 
 @pytest.mark.postgres
+def test_a_file_of_stored_orders_is_handed_over_before_any_key_is_dropped(products, big, monkeypatch):
+    run(GOOD)
+    drop = staging_module.Staging.bulk_load_drop
+    drops = []
+
+    def spy(self, *args, **kwargs):
+        drops.append(args)
+        return drop(self, *args, **kwargs)
+
+    monkeypatch.setattr(staging_module.Staging, "bulk_load_drop", spy)
+
+    again = run(GOOD)
+
+    assert (again.direct_load, again.orders_existing, again.orders_created) == (False, 5, 0)
+    assert "direct_load_given_up" in again.timings
+    assert drops == []  # nor by the staged import: it creates nothing
+
+
+@pytest.mark.postgres
 def test_what_the_direct_load_wrote_before_giving_up_is_gone(products, big):
     """Three chunks went in before the order apart is found: none of their orders stays twice,
     and the keys and indexes are those of before."""
