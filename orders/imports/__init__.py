@@ -7,6 +7,11 @@ executemany on SQLite); the checks that need more than one row, the merge of lin
 writes are set-based SQL over that table (``staging``), in one transaction. What Python keeps
 is bounded: the first ``ERRORS_KEPT`` errors and counters. With ``skip_invalid`` and a reject
 file, the file is read a second time to copy the rejected rows, in line order.
+
+A big load on PostgreSQL is first tried as a direct load (``direct``): the rows are grouped
+and checked in Python and copied straight into the order and line tables. It gives up on
+anything but new orders without a bad row; then its work is rolled back to a savepoint and
+the staged import above starts from the beginning of the file, so the result is the same.
 """
 
 from __future__ import annotations
