@@ -99,9 +99,7 @@ class DirectLoad:
         self.orders_created = self.lines_created = self.rows_written = self.accounts_created = 0
 
     @contextmanager
-    def loader(
-        self,
-    ) -> Iterator[tuple[Callable[[tuple], Any], Callable[[int, str | None, str], Any], Callable[[], Any]]]:  # noqa: E501
+    def loader(self) -> Iterator[Callbacks]:
         """(stage a row, reject a row, end a chunk), as ``Staging.loader`` gives them to
         ``reading.parse_rows``; the rest of the rows go in when the file is through."""
         self._start()
