@@ -95,6 +95,9 @@ def test_keyboard_flow(page, live_server):
     page.fill("#id_username", user.username)
     page.fill("#id_password", DEMO_PASSWORD)
     page.click("input[type=submit]")
+    # The queue's script is deferred: keys pressed before it ran would be lost ("load" comes
+    # after the deferred scripts).
+    page.wait_for_url(f"{live_server.url}/review/", wait_until="load")
     page.wait_for_selector("#review-list")
     assert page.locator("#review-list > .review-row").count() == 4
 
