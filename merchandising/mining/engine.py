@@ -130,6 +130,12 @@ def _load_kernels() -> None:
         globals()[f"_{name}"] = getattr(kernel, name)
 
 
+# Up to this many products, the counting kernel reads each order's products as uint16 instead
+# of int32: its random reads of order rows are its cost on large histories, and half the bytes
+# fit the CPU's caches better (measured at 800k orders and 50k products: 0.61 s against 0.69 s
+# with 2 threads, 0.96 s against 1.14 s with one).
+NARROW_PRODUCTS = 1 << 16
+
 try:  # SciPy's sparse-product kernel, called without the exact-size pre-pass (see _co_counts)
     from scipy.sparse._sparsetools import csr_matmat as _csr_matmat
 except ImportError:  # pragma: no cover - a SciPy that moved it: the public product still works
@@ -364,6 +370,9 @@ class Prepared:
     by_product: sp.csr_matrix
     by_order: sp.csr_matrix
     line_positions: np.ndarray | None  # per by_product entry: where that line is in by_order.indices
+    # by_order.indices in the narrowest type that holds a product index (uint16 below
+    # NARROW_PRODUCTS products), for the counting kernel; None without it (SciPy's path).
+    order_products: np.ndarray | None
     lookback_days: float | None
     max_basket_size: int | None
     half_life_days: float
@@ -551,6 +560,9 @@ def prepare(
     sizes = basket[pair_rows_idx].astype(np.int64)
     weights = _decay(age_of_order[pair_rows_idx], options.half_life_days)
     by_order, by_product, line_positions = _line_views(xp, n_products)
+    order_products = None
+    if line_positions is not None:  # the Numba kernels
+        order_products = by_order.indices.astype(np.uint16) if n_products <= NARROW_PRODUCTS else by_order.indices
     return Prepared(
         n_products=n_products,
         n_orders=n_orders,
@@ -566,6 +578,7 @@ def prepare(
         by_product=by_product,
         by_order=by_order,
         line_positions=line_positions,
+        order_products=order_products,
         lookback_days=options.lookback_days,
         max_basket_size=options.max_basket_size,
         half_life_days=options.half_life_days,
@@ -841,7 +854,7 @@ def _counted_pairs(
             by_product.indptr,
             by_product.indices,
             by_order.indptr,
-            by_order.indices,
+            by_order.indices if prepared.order_products is None else prepared.order_products,
             prepared.pair_weights,
             prepared.line_positions,
             upper,

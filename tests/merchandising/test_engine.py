@@ -318,10 +318,11 @@ NUMBA_KERNELS = (
 @settings(max_examples=60, deadline=None)
 @given(data=st.data())
 def test_numba_kernels_and_scipy_product_give_the_same_result(data):
-    """Three ways to the same result, bit for bit: the Numba kernels (the default), the
-    engine without Numba (SciPy's sparse-product kernel called directly, NumPy sorts), and
-    SciPy's public ``A @ B`` (the path when that private kernel moved). Both through
-    ``mine_pairs`` (each unordered pair counted once) and ``mine_block`` (every pair)."""
+    """Four ways to the same result, bit for bit: the Numba kernels (the default: order rows
+    read as uint16), the same with int32 order rows (catalogs of more than NARROW_PRODUCTS
+    products), the engine without Numba (SciPy's sparse-product kernel called directly, NumPy
+    sorts), and SciPy's public ``A @ B`` (the path when that private kernel moved). Both
+    through ``mine_pairs`` (each unordered pair counted once) and ``mine_block`` (every pair)."""
     lines, n_products = data.draw(histories())
     options = data.draw(mining_options(n_products))
     exclusions = data.draw(st.none() | exclusions_for(n_products))
@@ -336,8 +337,12 @@ def test_numba_kernels_and_scipy_product_give_the_same_result(data):
 
     fused, fused_blocks = both_ways()
     assert all(getattr(mining_engine, name) not in (None, mining_engine._UNLOADED) for name in NUMBA_KERNELS)
-    saved = {name: getattr(mining_engine, name) for name in (*NUMBA_KERNELS, "_csr_matmat")}
+    assert prepare(*arrays, n_products, options).order_products.dtype == np.uint16
+    saved = {name: getattr(mining_engine, name) for name in (*NUMBA_KERNELS, "_csr_matmat", "NARROW_PRODUCTS")}
     try:
+        mining_engine.NARROW_PRODUCTS = 0
+        assert prepare(*arrays, n_products, options).order_products.dtype == np.int32
+        wide, wide_blocks = both_ways()
         for name in NUMBA_KERNELS:
             setattr(mining_engine, name, None)
         scipy_direct, scipy_direct_blocks = both_ways()
@@ -346,7 +351,8 @@ def test_numba_kernels_and_scipy_product_give_the_same_result(data):
     finally:
         for name, kernel in saved.items():
             setattr(mining_engine, name, kernel)
-    for result in (fused_blocks, scipy_direct, scipy_direct_blocks, scipy_public, scipy_public_blocks):
+    others = (fused_blocks, wide, wide_blocks, scipy_direct, scipy_direct_blocks, scipy_public, scipy_public_blocks)
+    for result in others:
         if result is not None:
             assert_same(fused, result)
     assert_matches_reference(scipy_direct, lines, n_products, options, exclusions)
