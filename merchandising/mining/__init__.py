@@ -42,6 +42,7 @@ from merchandising.mining.engine import (
     mine_upper,
     pairs_from_upper,
     prepare,
+    useful_threads,
 )
 
 __all__ = [
@@ -61,4 +62,5 @@ __all__ = [
     "mine_upper",
     "pairs_from_upper",
     "prepare",
+    "useful_threads",
 ]

@@ -34,6 +34,7 @@ from merchandising.mining import (
     mine_upper,
     pairs_from_upper,
     prepare,
+    useful_threads,
 )
 from merchandising.models import MiningRun, SuggestionStatus
 from merchandising.selectors import ExclusionArrays, OrderHistory, exclusion_arrays, order_history_load
@@ -103,16 +104,17 @@ def suggestions_recompute(
         # batches from this thread (a Django connection belongs to its thread). In one
         # process each unordered pair is counted once (mine_upper), then mirrored and scored.
         step = settings.MINING_THREADS
+        threads = useful_threads(prepared, step)  # fewer for a small history
         for done in range(0, len(ranges), step):
             batch = ranges[done : done + step]
-            parts += map_blocks(partial(_mine_upper, prepared, options, excluded), batch, step)
+            parts += map_blocks(partial(_mine_upper, prepared, options, excluded), batch, threads)
             run_progress(
                 run=run,
                 phase=f"mining block {done + len(batch)} of {len(ranges)}",
                 progress=MINING + (SCORING - MINING) * (done + len(batch)) // len(ranges),
             )
         run_progress(run=run, phase="scoring", progress=SCORING)
-        result = pairs_from_upper(prepared, parts, options, workers=step)
+        result = pairs_from_upper(prepared, parts, options, workers=threads)
         del prepared
         _finish(run=run, history=history, result=result)
     except Exception as exc:  # noqa: BLE001 - any failure ends the run as FAILED, suggestions untouched

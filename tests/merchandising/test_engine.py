@@ -36,6 +36,7 @@ from merchandising.mining import (
     mine_upper,
     pairs_from_upper,
     prepare,
+    useful_threads,
 )
 from merchandising.mining import engine as mining_engine
 
@@ -294,8 +295,12 @@ def test_result_does_not_depend_on_block_size_or_block_order(data):
     whole = mine_pairs(*arrays, n_products, replace(options, block_size=n_products), exclusions)
     for block_size in range(1, n_products + 1):
         assert_same(mine_pairs(*arrays, n_products, replace(options, block_size=block_size), exclusions), whole)
-        # Blocks mined in threads, several at a time: the same result.
-        threaded = mine_pairs(*arrays, n_products, replace(options, block_size=block_size), exclusions, workers=3)
+        # Blocks mined in threads, several at a time (however small the history): the same result.
+        threshold, mining_engine.THREAD_PAIR_OCCURRENCES = mining_engine.THREAD_PAIR_OCCURRENCES, 1
+        try:
+            threaded = mine_pairs(*arrays, n_products, replace(options, block_size=block_size), exclusions, workers=3)
+        finally:
+            mining_engine.THREAD_PAIR_OCCURRENCES = threshold
         assert_same(threaded, whole)
     # The distributed path: blocks mined in any order, merged afterwards.
     prepared = prepare(*arrays, n_products, options)
@@ -571,6 +576,17 @@ def test_upper_parts_must_tile_and_are_consumed():
         pairs_from_upper(prepared, [*parts, parts[0]], options)
     with pytest.raises(ValueError, match="prepare"):
         mine_upper(prepared, 0, 2, replace(options, max_basket_size=3))
+
+
+def test_a_small_history_takes_fewer_threads(monkeypatch):
+    prepared = prepare(*as_arrays(EXAMPLE), 5, MiningOptions())
+    assert prepared.pair_occurrences == 14  # orders of 3, 2 and 3 distinct products: 6 + 2 + 6
+
+    assert [useful_threads(prepared, workers) for workers in (1, 2, 4)] == [1, 1, 1]
+    monkeypatch.setattr(mining_engine, "THREAD_PAIR_OCCURRENCES", 4)
+    assert [useful_threads(prepared, workers) for workers in (1, 2, 4)] == [1, 2, 3]
+    monkeypatch.setattr(mining_engine, "THREAD_PAIR_OCCURRENCES", 15)
+    assert useful_threads(prepared, 2) == 1
 
 
 def test_workers_must_be_a_positive_integer():
