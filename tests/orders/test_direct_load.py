@@ -329,3 +329,14 @@ def test_both_ways_give_the_same_result_on_random_files(
         assert comparable(direct) == comparable(staged[0])
         assert direct_rest == list(staged[1:])
         transaction.set_rollback(True)
+
+
+@pytest.mark.postgres
+def test_a_copy_the_server_does_not_start_raises_its_error_at_once():
+    from django.db import DatabaseError
+
+    staging = staging_module.Staging(connection)
+    with pytest.raises(DatabaseError, match='relation "no_such_table" does not exist'), transaction.atomic():
+        staging.send_copy("COPY no_such_table (a) FROM STDIN", b"1\n")
+    staging.wait()  # nothing is pending
+    assert Order.objects.count() == 0  # the connection goes on
