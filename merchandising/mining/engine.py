@@ -854,12 +854,12 @@ def _counted_pairs(
     values.
     """
     if _count_block is not None:
-        by_product, by_order = prepared.by_product, prepared.by_order
+        by_product = prepared.by_product
         return _count_block(
             by_product.indptr,
             by_product.indices,
-            by_order.indptr,
-            by_order.indices if prepared.order_products is None else prepared.order_products,
+            prepared.by_order.indptr,
+            prepared.order_products,  # set whenever the kernels are loaded
             prepared.pair_weights,
             prepared.line_positions,
             upper,
@@ -1011,9 +1011,13 @@ def useful_threads(prepared: Prepared, workers: int) -> int:
     """``workers``, or fewer for a small history: a thread pays off from about
     THREAD_PAIR_OCCURRENCES pair-occurrences of work (below, starting it costs more than it
     saves)."""
+    return max(1, min(_checked_workers(workers), prepared.pair_occurrences // THREAD_PAIR_OCCURRENCES))
+
+
+def _checked_workers(workers: int) -> int:
     if not _is_int(workers) or workers < 1:
         raise ValueError(f"workers must be an integer >= 1, not {workers!r}")
-    return max(1, min(workers, prepared.pair_occurrences // THREAD_PAIR_OCCURRENCES))
+    return workers
 
 
 def map_blocks(work: Callable[[tuple[int, int]], PairResult], ranges: Sequence[tuple[int, int]], workers: int):
@@ -1026,9 +1030,7 @@ def map_blocks(work: Callable[[tuple[int, int]], PairResult], ranges: Sequence[t
     ``multiprocessing.Pool`` cannot start (its processes are daemonic). Memory: up to
     ``workers`` blocks' intermediate arrays at once.
     """
-    if not _is_int(workers) or workers < 1:
-        raise ValueError(f"workers must be an integer >= 1, not {workers!r}")
-    if workers == 1 or len(ranges) < 2:
+    if _checked_workers(workers) == 1 or len(ranges) < 2:
         return [work(block) for block in ranges]
     with ThreadPoolExecutor(max_workers=min(workers, len(ranges))) as pool:
         return list(pool.map(work, ranges))
