@@ -45,6 +45,8 @@ INSTALLED_APPS = [
     "django_celery_beat",
     "axes",
     "csp",
+    "auditlog",
+    "audit",
     "accounts",
     "catalog",
     "orders",
@@ -172,6 +174,12 @@ CONTENT_SECURITY_POLICY = {
         "form-action": [SELF],
     },
 }
+
+# --- Audit trail (audit/) ---------------------------------------------------------------------
+# django-auditlog's table shape, admin and diff helpers, with our own row model; nothing is
+# registered for signal-based logging: the services write the rows (see audit/models.py).
+AUDITLOG_LOGENTRY_MODEL = "audit.AuditEntry"
+AUDITLOG_STORE_JSON_CHANGES = True
 
 # --- Internationalisation -------------------------------------------------------------------
 LANGUAGE_CODE = "en-us"

@@ -1,0 +1,165 @@
+"""Writing the audit trail. Every service that changes data calls ``audit_record`` (one
+object) or ``audit_record_many`` (bulk writes and ``update()``), inside its own transaction,
+so the history row commits or rolls back with the change."""
+
+from __future__ import annotations
+
+import datetime
+import decimal
+import uuid
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from django.contrib.auth import get_user_model
+from django.contrib.contenttypes.models import ContentType
+from django.db import models
+
+from audit.models import AuditEntry, Via
+
+Action = AuditEntry.Action
+
+#: An actor: a staff user, or a label for a machine actor ("api:<client>", "task:<run id>",
+#: "command:<name>"), or None for the system itself.
+ActorLike = Any
+
+
+def actor_parts(actor: ActorLike) -> tuple[Any, str]:
+    """(user or None, label) for an actor given as a user, a label or None."""
+    if actor is None:
+        return None, "system"
+    if isinstance(actor, str):
+        return None, actor[:150]
+    if isinstance(actor, get_user_model()):
+        return actor, actor.get_username()[:150]
+    # Anything else with a name (an API client, say) is recorded by that name.
+    name = getattr(actor, "name", None) or str(actor)
+    return None, f"{type(actor).__name__.lower()}:{name}"[:150]
+
+
+def audit_value(value: Any) -> Any:
+    """A JSON-safe form of a field value, exact for money (Decimal as its string)."""
+    if value is None or isinstance(value, (bool, int, str)):
+        return value
+    if isinstance(value, float):
+        return value
+    if isinstance(value, (decimal.Decimal, uuid.UUID)):
+        return str(value)
+    if isinstance(value, (datetime.datetime, datetime.date, datetime.time)):
+        return value.isoformat()
+    if isinstance(value, models.Model):
+        return str(value.pk)
+    if isinstance(value, Mapping):
+        return {str(key): audit_value(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return [audit_value(item) for item in value]
+    return str(value)
+
+
+def instance_values(obj: models.Model, fields: Iterable[str] | None = None) -> dict[str, Any]:
+    """The concrete field values of ``obj`` (foreign keys as their id), JSON-safe."""
+    names = set(fields) if fields is not None else None
+    values = {}
+    for field in obj._meta.concrete_fields:
+        if names is not None and field.name not in names and field.attname not in names:
+            continue
+        values[field.name] = audit_value(getattr(obj, field.attname))
+    return values
+
+
+def values_diff(before: Mapping[str, Any], after: Mapping[str, Any]) -> dict[str, list[Any]]:
+    """``{field: [old, new]}`` for every field whose value differs (missing counts as None)."""
+    diff = {}
+    for name in sorted(set(before) | set(after)):
+        old, new = audit_value(before.get(name)), audit_value(after.get(name))
+        if old != new:
+            diff[name] = [old, new]
+    return diff
+
+
+def _entry(
+    *,
+    model: type[models.Model],
+    content_type: ContentType,
+    pk: Any,
+    object_repr: str,
+    action: int,
+    changes: Mapping[str, list[Any]],
+    user: Any,
+    label: str,
+    via: str,
+    extra: Mapping[str, Any] | None,
+) -> AuditEntry:
+    return AuditEntry(
+        content_type=content_type,
+        object_pk=str(pk),
+        object_id=pk if isinstance(pk, int) else None,
+        object_repr=object_repr[:2000],
+        action=action,
+        changes={name: [audit_value(old), audit_value(new)] for name, (old, new) in changes.items()},
+        actor=user,
+        actor_label=label,
+        via=via,
+        additional_data=dict(extra) if extra else None,
+    )
+
+
+def audit_record(
+    *,
+    obj: models.Model,
+    action: int,
+    actor: ActorLike,
+    via: str = Via.SYSTEM,
+    changes: Mapping[str, list[Any]] | None = None,
+    extra: Mapping[str, Any] | None = None,
+    object_repr: str | None = None,
+) -> AuditEntry:
+    """One history row for ``obj``. ``changes`` is ``{field: [old, new]}`` (see values_diff);
+    for a create, the new values; for a delete, the last values."""
+    user, label = actor_parts(actor)
+    entry = _entry(
+        model=type(obj),
+        content_type=ContentType.objects.get_for_model(obj.__class__),
+        pk=obj.pk,
+        object_repr=object_repr if object_repr is not None else str(obj),
+        action=action,
+        changes=changes or {},
+        user=user,
+        label=label,
+        via=via,
+        extra=extra,
+    )
+    entry.save()
+    return entry
+
+
+def audit_record_many(
+    *,
+    model: type[models.Model],
+    rows: Iterable[tuple[Any, str, Mapping[str, list[Any]]]],
+    action: int,
+    actor: ActorLike,
+    via: str,
+    extra: Mapping[str, Any] | None = None,
+    batch_size: int = 2000,
+) -> int:
+    """History rows for a bulk write or an ``update()``: ``rows`` are ``(pk, repr, changes)``.
+    Returns how many rows were written."""
+    user, label = actor_parts(actor)
+    content_type = ContentType.objects.get_for_model(model)
+    entries = [
+        _entry(
+            model=model,
+            content_type=content_type,
+            pk=pk,
+            object_repr=object_repr,
+            action=action,
+            changes=changes,
+            user=user,
+            label=label,
+            via=via,
+            extra=extra,
+        )
+        for pk, object_repr, changes in rows
+    ]
+    AuditEntry.objects.bulk_create(entries, batch_size=batch_size)
+    return len(entries)
