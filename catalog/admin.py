@@ -3,6 +3,7 @@ from __future__ import annotations
 import json
 
 from django import forms
+from django.conf import settings
 from django.contrib import admin, messages
 from django.contrib.admin.options import IncorrectLookupParameters
 from django.core.exceptions import PermissionDenied, ValidationError
@@ -39,7 +40,6 @@ from catalog.services import (
 )
 from config.admin_site import ReadOnlyAdminMixin
 
-MAX_UPLOAD_BYTES = 100 * 1024 * 1024
 PREVIEW_ERRORS_SHOWN = 500
 
 
@@ -159,10 +159,16 @@ class ProductChangeInline(admin.TabularInline):
 class ImportUploadForm(forms.Form):
     file = forms.FileField(help_text="Products CSV, UTF-8, with a header row (see the catalog guide).")
 
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["file"].help_text += f" At most {settings.MAX_UPLOAD_MB} MB."
+
     def clean_file(self):
         upload = self.cleaned_data["file"]
-        if upload.size > MAX_UPLOAD_BYTES:
-            raise ValidationError(f"The file is larger than {MAX_UPLOAD_BYTES // (1024 * 1024)} MB; use the command.")
+        # A bigger request is refused unread by RequestSizeLimitMiddleware (413); this covers a
+        # form bound to a file by other means.
+        if upload.size > settings.MAX_UPLOAD_BYTES:
+            raise ValidationError(f"The file is larger than {settings.MAX_UPLOAD_MB} MB; use the command.")
         return upload
 
 

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import io
+import tempfile
+
+from django.conf import settings
 from django.http import HttpRequest, HttpResponse
+from django.template.loader import render_to_string
 
 from merchandising.api.authentication import bearer_token
 from merchandising.api.exceptions import json_error
@@ -39,3 +44,115 @@ class ApiBoundaryMiddleware:
                 return json_error(404, "not_found", f"There is no API endpoint at {request.path}.")
             return json_error(405, "method_not_allowed", f"{request.method} is not allowed on {request.path}.")
         return response
+
+
+# --- request size ---------------------------------------------------------------------------------
+
+
+#: Set in the WSGI environ by ChunkedBodyLimit when it stopped reading a body at its limit.
+CUT_OFF = "merchandising.body_cut_off"
+
+
+def body_limit(content_type: str) -> int | None:
+    """The largest request body accepted, in bytes: a file upload (multipart) up to
+    MAX_UPLOAD_MB, any other body (JSON of the API, plain forms) up to Django's
+    DATA_UPLOAD_MAX_MEMORY_SIZE (None: no limit), the limit Django itself applies when it
+    reads such a body into memory."""
+    if content_type.split(";", 1)[0].strip().lower() == "multipart/form-data":
+        return settings.MAX_UPLOAD_BYTES
+    return settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+
+
+def _megabytes(size: int) -> str:
+    """A size as people read it: 1000 bytes, 4.9 KB, 2.5 MB (binary units, one decimal)."""
+    for unit, factor in (("MB", 1024 * 1024), ("KB", 1024)):
+        if size >= factor:
+            return f"{size / factor:.1f}".removesuffix(".0") + f" {unit}"
+    return f"{size} bytes"
+
+
+def too_large_response(request: HttpRequest, *, limit: int, size: int | None) -> HttpResponse:
+    """413, in the API's JSON shape under /api/, as a page of the back office elsewhere."""
+    got = f"{_megabytes(size)}" if size is not None else f"more than {_megabytes(limit)}"
+    if request.path.startswith(API_PREFIX):
+        return json_error(
+            413,
+            "request_too_large",
+            f"The request body is {got}; at most {limit} bytes ({_megabytes(limit)}) are accepted. "
+            "Send smaller requests (e.g. events in several batches).",
+        )
+    html = render_to_string(
+        "413.html",
+        {"got": got, "limit": _megabytes(limit), "back": request.get_full_path()},
+        request=request,
+    )
+    return HttpResponse(html, status=413)
+
+
+class RequestSizeLimitMiddleware:
+    """Refuses a request whose body is larger than it may be (``body_limit``) with 413 before
+    anything reads the body: the declared Content-Length is enough to know, so a 2 GB upload
+    costs no memory, no temporary file and no time. A body sent without Content-Length
+    (chunked) is counted while it is read, by ``ChunkedBodyLimit`` (config/wsgi.py), which then
+    sets Content-Length so that this check applies to it too.
+
+    Placed before sessions and CSRF (which read a form body); after the CSP middleware, so
+    the back-office page of the 413 gets the policy header."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        limit = body_limit(request.META.get("CONTENT_TYPE", ""))
+        if limit is not None:
+            try:
+                size = int(request.META.get("CONTENT_LENGTH") or 0)
+            except ValueError:
+                size = 0  # Django reads nothing of a body whose length it cannot parse
+            if size > limit:
+                known = None if request.META.get(CUT_OFF) else size
+                return too_large_response(request, limit=limit, size=known)
+        return self.get_response(request)
+
+
+class ChunkedBodyLimit:
+    """WSGI wrapper for bodies sent without Content-Length (``Transfer-Encoding: chunked``).
+
+    Django reads no byte of such a body (it trusts only Content-Length), so a chunked upload
+    would arrive empty. When the server has de-chunked the stream and marks its end
+    (``wsgi.input_terminated``, as gunicorn does), the body is read here up to its limit into a
+    spooled temporary file (memory up to FILE_UPLOAD_MAX_MEMORY_SIZE, then disk) and handed on
+    with its real Content-Length; one byte past the limit stops the read with 413, so a
+    never-ending stream is cut off at the limit."""
+
+    CHUNK = 64 * 1024
+
+    def __init__(self, application):
+        self.application = application
+
+    def __call__(self, environ, start_response):
+        chunked = "chunked" in environ.get("HTTP_TRANSFER_ENCODING", "").lower()
+        if chunked and not environ.get("CONTENT_LENGTH") and environ.get("wsgi.input_terminated"):
+            limit = body_limit(environ.get("CONTENT_TYPE", ""))
+            body = tempfile.SpooledTemporaryFile(max_size=settings.FILE_UPLOAD_MAX_MEMORY_SIZE)  # noqa: SIM115
+            size = 0
+            stream = environ["wsgi.input"]
+            while True:
+                wanted = self.CHUNK if limit is None else min(self.CHUNK, limit + 1 - size)
+                chunk = stream.read(wanted)
+                if not chunk:
+                    break
+                size += len(chunk)
+                if limit is not None and size > limit:
+                    # Django answers it (413 through RequestSizeLimitMiddleware, with the
+                    # headers of every response); nothing more of the stream is read.
+                    body.close()
+                    environ["wsgi.input"] = io.BytesIO(b"")
+                    environ["CONTENT_LENGTH"] = str(size)
+                    environ[CUT_OFF] = True
+                    return self.application(environ, start_response)
+                body.write(chunk)
+            body.seek(0)
+            environ["wsgi.input"] = body
+            environ["CONTENT_LENGTH"] = str(size)
+        return self.application(environ, start_response)

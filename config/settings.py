@@ -58,6 +58,8 @@ MIDDLEWARE = [
     # Before sessions: a webshop API key outside /api/ is refused before anything else runs.
     "config.middleware.ApiBoundaryMiddleware",
     "csp.middleware.CSPMiddleware",
+    # Before anything reads a body (sessions, CSRF): a body over its limit is refused with 413 unread.
+    "config.middleware.RequestSizeLimitMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -180,6 +182,19 @@ CONTENT_SECURITY_POLICY = {
 # registered for signal-based logging: the services write the rows (see audit/models.py).
 AUDITLOG_LOGENTRY_MODEL = "audit.AuditEntry"
 AUDITLOG_STORE_JSON_CHANGES = True
+
+# --- Request size ------------------------------------------------------------------------------
+# The largest file upload (the request body of a multipart form: the products CSV in the admin),
+# refused with 413 before it is read (config.middleware.RequestSizeLimitMiddleware). The file is
+# kept in the database between preview and apply, and PostgreSQL holds at most 1 GB in a value.
+MAX_UPLOAD_MB = env_int("MAX_UPLOAD_MB", 100, minimum=1)
+if MAX_UPLOAD_MB > 1000:
+    raise ImproperlyConfigured(f"MAX_UPLOAD_MB={MAX_UPLOAD_MB} is above 1000; import bigger files with the command.")
+MAX_UPLOAD_BYTES = MAX_UPLOAD_MB * 1024 * 1024
+# Every other body (the API's JSON, plain forms) is limited by Django's own setting, kept at
+# its default (2.5 MB, far above a full events batch); uploads above this size spool to disk.
+DATA_UPLOAD_MAX_MEMORY_SIZE = 2621440
+FILE_UPLOAD_MAX_MEMORY_SIZE = 2621440
 
 # --- Internationalisation -------------------------------------------------------------------
 LANGUAGE_CODE = "en-us"

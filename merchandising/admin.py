@@ -52,6 +52,17 @@ RECOMPUTE_PERMISSION = "merchandising.add_miningrun"
 ACTIVE_STATUSES = (MiningRun.Status.QUEUED, MiningRun.Status.RUNNING)
 
 
+def _who(field: str, description: str):
+    """An admin column for who acted: the user, or the name kept on the row once the user
+    was deleted (see merchandising.models.actor_label_of)."""
+
+    @admin.display(description=description, ordering=field)
+    def show(self, obj) -> str:
+        return getattr(obj, f"{field}_label")
+
+    return show
+
+
 def _progress_html(run: MiningRun, url: str) -> str:
     return format_html(
         '<span class="mining-progress" data-progress-url="{}">'
@@ -83,7 +94,7 @@ class MiningRunAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         "created_at",
         "status",
         "trigger",
-        "started_by",
+        "started_by_display",
         "progress_display",
         "duration_display",
         "orders",
@@ -96,8 +107,9 @@ class MiningRunAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     list_filter = ["status", "trigger"]
     list_select_related = ["started_by"]
     actions = ["mark_failed"]
+    started_by_display = _who("started_by", "started by")
     fieldsets = [
-        (None, {"fields": ["status", "trigger", "started_by", "progress_display", "error"]}),
+        (None, {"fields": ["status", "trigger", "started_by_display", "progress_display", "error"]}),
         ("Timing", {"fields": ["created_at", "started_at", "finished_at", "duration_display"]}),
         ("Parameters", {"fields": ["parameters"]}),
         (
@@ -119,7 +131,7 @@ class MiningRunAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     readonly_fields = [
         "status",
         "trigger",
-        "started_by",
+        "started_by_display",
         "progress_display",
         "error",
         "created_at",
@@ -314,7 +326,7 @@ class SuggestionAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         "status",
         "reject_reason",
         "reject_note",
-        "decided_by",
+        "decided_by_display",
         "decided_at",
         "stale",
         "stale_since",
@@ -333,6 +345,7 @@ class SuggestionAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         "updated_at",
     ]
     readonly_fields = fields
+    decided_by_display = _who("decided_by", "decided by")
 
     @admin.display(description="source", ordering="source__sku")
     def source_sku(self, obj: Suggestion) -> str:
@@ -397,11 +410,12 @@ class ExclusionRuleForm(forms.ModelForm):
 @admin.register(ExclusionRule)
 class ExclusionRuleAdmin(admin.ModelAdmin):
     form = ExclusionRuleForm
-    list_display = ["kind", "subject", "reason", "created_by", "created_at"]
+    list_display = ["kind", "subject", "reason", "created_by_display", "created_at"]
     list_filter = ["kind"]
     list_select_related = ["product", "brand", "category", "other_category", "created_by"]
     autocomplete_fields = ["product", "brand", "category", "other_category"]
-    readonly_fields = ["created_by", "created_at"]
+    readonly_fields = ["created_by_display", "created_at"]
+    created_by_display = _who("created_by", "created by")
     search_fields = ["reason", "product__sku", "brand__name", "category__path"]
 
     @admin.display(description="applies to")
@@ -475,12 +489,12 @@ class LinkAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         "origin",
         "valid_from",
         "valid_until",
-        "created_by",
+        "created_by_display",
         "created_at",
         "retired_at",
     ]
     list_filter = ["type", "origin", RetiredFilter]
-    list_select_related = ["source", "target", "created_by"]
+    list_select_related = ["source", "target", "created_by", "retired_by"]
     search_fields = ["source__sku", "target__sku"]
     list_per_page = 100
     actions = ["retire_selected"]
@@ -495,17 +509,19 @@ class LinkAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         "co_count",
         "confidence",
         "lift",
-        "created_by",
+        "created_by_display",
         "created_at",
         "updated_at",
         "valid_from",
         "valid_until",
         "retired_at",
-        "retired_by",
+        "retired_by_display",
         "retire_reason",
         "attention_dismissed_at",
     ]
     readonly_fields = fields
+    created_by_display = _who("created_by", "created by")
+    retired_by_display = _who("retired_by", "retired by")
 
     @admin.display(description="source", ordering="source__sku")
     def source_sku(self, obj: Link) -> str:
@@ -543,22 +559,24 @@ class LinkAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
 
 @admin.register(PublishEvent)
 class PublishEventAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
-    list_display = ["generation", "created_at", "actor", "batch", "added", "removed", "changed"]
+    list_display = ["generation", "created_at", "actor_display", "batch", "added", "removed", "changed"]
     list_filter = ["batch"]
     list_select_related = ["actor"]
     fields = list_display
     readonly_fields = list_display
+    actor_display = _who("actor", "actor")
 
 
 @admin.register(LinkChange)
 class LinkChangeAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
-    list_display = ["created_at", "product_sku", "action", "type", "target_sku", "via", "actor", "details"]
+    list_display = ["created_at", "product_sku", "action", "type", "target_sku", "via", "actor_display", "details"]
     list_filter = ["action", "via", "type"]
     list_select_related = ["product", "target", "actor"]
     search_fields = ["product__sku", "target__sku"]
     list_per_page = 100
-    fields = ["created_at", "product", "link", "target", "type", "action", "via", "actor", "details"]
+    fields = ["created_at", "product", "link", "target", "type", "action", "via", "actor_display", "details"]
     readonly_fields = fields
+    actor_display = _who("actor", "actor")
 
     @admin.display(description="product", ordering="product__sku")
     def product_sku(self, obj: LinkChange) -> str:

@@ -13,6 +13,40 @@ from django.db import models
 from django.db.models import F, Q
 from django.db.models.functions import Coalesce
 
+# --- who acted ----------------------------------------------------------------------------------
+#: User.username's length: the name kept next to a user foreign key.
+ACTOR_NAME_LENGTH = 150
+
+
+def actor_name(user) -> str:
+    """The name to keep on a row next to its user foreign key, written with it: when the
+    account is deleted the key becomes null (SET_NULL) and the row still says who acted."""
+    if user is None or not getattr(user, "is_authenticated", False):
+        return ""
+    return user.get_username()[:ACTOR_NAME_LENGTH]
+
+
+def actor_label_of(user, name: str, default: str = "") -> str:
+    """Who acted, for display: the user while the account exists (its current name), the
+    kept name marked "(deleted user)" once it is gone, ``default`` when nobody acted."""
+    if user is not None:
+        return user.get_username()
+    if name:
+        return f"{name} (deleted user)"
+    return default
+
+
+def actor_name_field(of: str) -> models.CharField:
+    # db_default as well: rows written by raw SQL (the recompute's INSERT) get "" too.
+    return models.CharField(
+        max_length=ACTOR_NAME_LENGTH,
+        blank=True,
+        default="",
+        db_default="",
+        editable=False,
+        help_text=f"The user name of {of} when it was written; kept when the account is deleted.",
+    )
+
 
 class MiningSettings(models.Model):
     """The stored default configuration of a mining run (one row, pk=1). A run copies these
@@ -55,6 +89,7 @@ class MiningRun(models.Model):
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.QUEUED, db_index=True)
     trigger = models.CharField(max_length=10, choices=Trigger.choices, default=Trigger.MANUAL)
     started_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    started_by_name = actor_name_field("started_by")
     parameters = models.JSONField(default=dict, blank=True)
     phase = models.CharField(max_length=40, blank=True)
     progress = models.PositiveSmallIntegerField(default=0, help_text="Percent done.")
@@ -86,6 +121,10 @@ class MiningRun(models.Model):
 
     def __str__(self) -> str:
         return f"Run #{self.pk} ({self.get_status_display()})"
+
+    @property
+    def started_by_label(self) -> str:
+        return actor_label_of(self.started_by, self.started_by_name)
 
     @property
     def duration(self):
@@ -166,6 +205,7 @@ class Suggestion(models.Model):
     decided_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+", db_index=False
     )
+    decided_by_name = actor_name_field("decided_by")
     decided_at = models.DateTimeField(null=True, blank=True)
     # Snoozed: left out of the queue until a run newer than this one has succeeded.
     snoozed_run = models.ForeignKey(
@@ -216,6 +256,10 @@ class Suggestion(models.Model):
         return f"{self.source_id} -> {self.target_id} ({self.status})"
 
     @property
+    def decided_by_label(self) -> str:
+        return actor_label_of(self.decided_by, self.decided_by_name)
+
+    @property
     def trend(self) -> int | None:
         """co_count against the run before the latest one: None for a pair new in the latest
         run, 0 when unchanged. Needs ``Suggestion.objects.with_trend()``."""
@@ -244,6 +288,7 @@ class ExclusionRule(models.Model):
     )
     reason = models.TextField(blank=True)
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
+    created_by_name = actor_name_field("created_by")
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -262,6 +307,10 @@ class ExclusionRule(models.Model):
 
     def __str__(self) -> str:
         return self.get_kind_display()
+
+    @property
+    def created_by_label(self) -> str:
+        return actor_label_of(self.created_by, self.created_by_name)
 
 
 # --- links and publishing ----------------------------------------------------------------------
@@ -353,6 +402,7 @@ class Link(models.Model):
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
+    created_by_name = actor_name_field("created_by")
     # The creator's role(s) when the link was made (the API's provenance): a later role
     # change must not rewrite history nor republish every link of that person.
     created_by_role = models.CharField(max_length=200, blank=True)
@@ -364,6 +414,7 @@ class Link(models.Model):
     retired_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
+    retired_by_name = actor_name_field("retired_by")
     retire_reason = models.CharField(max_length=200, blank=True)
     # "Keep" on the needs-attention list: hidden there until a new reason appears.
     attention_dismissed_at = models.DateTimeField(null=True, blank=True)
@@ -392,6 +443,14 @@ class Link(models.Model):
     def __str__(self) -> str:
         return f"{self.source_id} -[{self.type}]-> {self.target_id}"
 
+    @property
+    def created_by_label(self) -> str:
+        return actor_label_of(self.created_by, self.created_by_name)
+
+    @property
+    def retired_by_label(self) -> str:
+        return actor_label_of(self.retired_by, self.retired_by_name)
+
 
 class PublishState(models.Model):
     """The one row (pk=1) saying what the webshop sees: the publish generation (a number that
@@ -406,6 +465,7 @@ class PublishState(models.Model):
     published_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
+    published_by_name = actor_name_field("published_by")
 
     class Meta:
         verbose_name = verbose_name_plural = "publishing"
@@ -413,6 +473,10 @@ class PublishState(models.Model):
 
     def __str__(self) -> str:
         return f"Publish generation {self.generation}"
+
+    @property
+    def published_by_label(self) -> str:
+        return actor_label_of(self.published_by, self.published_by_name)
 
     @classmethod
     def load(cls) -> PublishState:
@@ -492,6 +556,7 @@ class PublishEvent(models.Model):
 
     generation = models.PositiveBigIntegerField(unique=True)
     actor = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    actor_name = actor_name_field("actor")
     batch = models.BooleanField(default=False, help_text="A batch publish (the Publish button).")
     added = models.PositiveIntegerField(default=0)
     removed = models.PositiveIntegerField(default=0)
@@ -503,6 +568,10 @@ class PublishEvent(models.Model):
 
     def __str__(self) -> str:
         return f"Publish #{self.generation}"
+
+    @property
+    def actor_label(self) -> str:
+        return actor_label_of(self.actor, self.actor_name, "system")
 
 
 class LinkChange(models.Model):
@@ -532,6 +601,7 @@ class LinkChange(models.Model):
     action = models.CharField(max_length=20, choices=Action.choices)
     via = models.CharField(max_length=20, choices=Via.choices)
     actor = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    actor_name = actor_name_field("actor")
     details = models.JSONField(default=dict, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
@@ -541,6 +611,10 @@ class LinkChange(models.Model):
 
     def __str__(self) -> str:
         return f"{self.get_action_display()} {self.type} link of {self.product_id}"
+
+    @property
+    def actor_label(self) -> str:
+        return actor_label_of(self.actor, self.actor_name, "system")
 
 
 # --- review decisions ----------------------------------------------------------------------------
@@ -564,6 +638,7 @@ class Decision(models.Model):
     rule = models.ForeignKey(ExclusionRule, null=True, blank=True, on_delete=models.SET_NULL, related_name="decisions")
     batch = models.UUIDField(null=True, blank=True, help_text="Decisions taken together (a bulk action).")
     actor = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
+    actor_name = actor_name_field("actor")
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
     undone_at = models.DateTimeField(null=True, blank=True)
 
@@ -573,6 +648,10 @@ class Decision(models.Model):
 
     def __str__(self) -> str:
         return f"{self.get_action_display()} {self.suggestion_id}"
+
+    @property
+    def actor_label(self) -> str:
+        return actor_label_of(self.actor, self.actor_name)
 
 
 class ReviewPreference(models.Model):

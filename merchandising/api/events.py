@@ -121,6 +121,7 @@ class EventsView(APIView):
             403: OpenApiResponse(
                 ErrorSerializer, description='The key lacks the "events" scope, or a back-office session.'
             ),
+            413: OpenApiResponse(ErrorSerializer, description="The body is larger than 2.5 MB: refused unread."),
             415: OpenApiResponse(ErrorSerializer, description="The body is not JSON."),
             429: OpenApiResponse(ErrorSerializer, description="Too many requests: see Retry-After."),
         },

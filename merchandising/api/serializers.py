@@ -16,6 +16,31 @@ from merchandising.selectors.api import CART_TOUCHPOINTS
 # --- input -----------------------------------------------------------------------------------------
 
 
+class StrictCharField(serializers.CharField):
+    """A string and only a string: DRF's CharField turns 0, 1.5 (and so an account id sent as
+    a number) into "0" and "1.5", which would then match, or silently miss, an account whose
+    id is that text. A JSON body must say what it means, so anything but a string is refused."""
+
+    default_error_messages = {"invalid": "Must be a string (JSON text in quotes), not {kind}."}
+
+    def to_internal_value(self, data):
+        if not isinstance(data, str):
+            self.fail("invalid", kind=_json_kind(data))
+        return super().to_internal_value(data)
+
+
+def _json_kind(value) -> str:
+    if isinstance(value, bool):
+        return "true or false"
+    if isinstance(value, (int, float)):
+        return "a number"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, dict):
+        return "an object"
+    return type(value).__name__
+
+
 def _limit_field(default_name: str, max_name: str, help_text: str) -> serializers.IntegerField:
     return serializers.IntegerField(
         required=False,
@@ -40,12 +65,14 @@ class RecommendationsQuerySerializer(serializers.Serializer):
 
 class CartSerializer(serializers.Serializer):
     skus = serializers.ListField(
-        child=serializers.CharField(max_length=64),
+        child=StrictCharField(max_length=64),
         min_length=1,
         max_length=settings.API_MAX_CART_SKUS,
         help_text="The SKUs in the cart. SKUs we do not know are ignored.",
     )
-    account = serializers.CharField(required=False, allow_null=True, max_length=64)
+    account = StrictCharField(
+        required=False, allow_null=True, max_length=64, help_text="The customer account id: a string, or null."
+    )
     touchpoint = serializers.ChoiceField(choices=CART_TOUCHPOINTS, default="cart")
     limit = _limit_field("API_DEFAULT_LIMIT", "API_MAX_LIMIT", "Items per link type.")
 
@@ -59,6 +86,28 @@ class LinksQuerySerializer(serializers.Serializer):
     )
     cursor = serializers.CharField(required=False, max_length=200, help_text="The next_cursor of the previous page.")
     limit = _limit_field("API_SYNC_PAGE_SIZE", "API_SYNC_MAX_PAGE_SIZE", "Links per page.")
+
+    #: Given empty, a parameter would count as absent (DRF's way for optional fields): an
+    #: empty ``updated_since`` (a client that lost its stored time) would silently turn an
+    #: incremental sync into a full one, an empty ``cursor`` restart from the first page.
+    EMPTY_MESSAGES = {
+        "updated_since": "Must not be empty: give an ISO 8601 time with a time zone "
+        "(e.g. 2026-06-01T00:00:00Z), or leave the parameter out for a full sync.",
+    }
+
+    def to_internal_value(self, data):
+        empty = [name for name in self.fields if name in data and data.get(name) == ""]
+        if empty:
+            raise serializers.ValidationError(
+                {
+                    name: [
+                        self.EMPTY_MESSAGES.get(name, "Must not be empty: give a value, or leave the parameter out.")
+                    ]
+                    for name in empty
+                },
+                code="empty_parameter",
+            )
+        return super().to_internal_value(data)
 
     def validate_updated_since(self, value):
         if value.tzinfo is None:  # pragma: no cover - DRF makes naive input aware

@@ -45,6 +45,10 @@ ERRORS = {
     403: OpenApiResponse(serializers.ErrorSerializer, description="The key's client lacks the scope."),
     429: OpenApiResponse(serializers.ErrorSerializer, description="Throttled: see the Retry-After header."),
 }
+#: A request body is refused unread above its limit (config.middleware.RequestSizeLimitMiddleware).
+TOO_LARGE = OpenApiResponse(
+    serializers.ErrorSerializer, description="The body is larger than 2.5 MB: refused before it is read."
+)
 
 
 _JSON = JSONRenderer()
@@ -153,7 +157,7 @@ class CartRecommendationsView(APIView):
         description="The links of all cart items merged per type; items already in the cart are left out; "
         "a target suggested by several cart items ranks higher.",
         request=serializers.CartSerializer,
-        responses={200: serializers.CartRecommendationsSerializer, **ERRORS},
+        responses={200: serializers.CartRecommendationsSerializer, 413: TOO_LARGE, **ERRORS},
     )
     def post(self, request: Request) -> Response:
         if not isinstance(request.data, dict):

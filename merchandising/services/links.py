@@ -33,6 +33,7 @@ from merchandising.models import (
     PublishedLink,
     PublishEvent,
     PublishState,
+    actor_name,
 )
 
 # Fields copied from a Link into its PublishedLink; a difference in any means "changed".
@@ -214,11 +215,14 @@ def links_publish(
     PublishedLink.objects.filter(link_id__in=[item["link_id"] for item in diff.removed]).update(
         removed_generation=generation, changed_generation=generation, updated_at=now
     )
-    PublishState.objects.filter(pk=1).update(generation=generation, published_at=now, published_by=actor)
+    PublishState.objects.filter(pk=1).update(
+        generation=generation, published_at=now, published_by=actor, published_by_name=actor_name(actor)
+    )
     counts = diff.counts
     event = PublishEvent.objects.create(
         generation=generation,
         actor=actor,
+        actor_name=actor_name(actor),
         batch=batch,
         added=counts["added"],
         removed=counts["removed"],
@@ -257,6 +261,7 @@ def _record(link: Link, action: str, *, actor, via: str, details: dict | None = 
         action=action,
         via=via,
         actor=actor,
+        actor_name=actor_name(actor),
         details=details or {},
     )
 
@@ -316,6 +321,7 @@ def link_add(
         origin=origin,
         suggestion=suggestion,
         created_by=actor,
+        created_by_name=actor_name(actor),
         created_by_role=", ".join(actor.role_names) if actor is not None else "",
         valid_from=valid_from,
         valid_until=valid_until,
@@ -349,6 +355,7 @@ def links_create_from_suggestions(*, rows: list[dict], link_type: str, actor, vi
         .values_list("source_id", "top")
     )
     role = ", ".join(actor.role_names) if actor is not None else ""
+    name = actor_name(actor)
     new: dict[int, Link] = {}
     for row in rows:
         key = (row["source_id"], row["target_id"])
@@ -368,6 +375,7 @@ def links_create_from_suggestions(*, rows: list[dict], link_type: str, actor, vi
             confidence=row["confidence"],
             lift=row["lift"],
             created_by=actor,
+            created_by_name=name,
             created_by_role=role,
         )
     created = Link.objects.bulk_create(list(new.values()))
@@ -380,6 +388,7 @@ def links_create_from_suggestions(*, rows: list[dict], link_type: str, actor, vi
             action=LinkChange.Action.ADDED,
             via=via,
             actor=actor,
+            actor_name=name,
             details={"position": link.position},
         )
         for link in created
@@ -413,6 +422,7 @@ def links_reorder(
         action=LinkChange.Action.REORDERED,
         via=via,
         actor=actor,
+        actor_name=actor_name(actor),
         details={"before": before, "after": [link.target_id for link in ordered]},
     )
     publish_after_change(actor=actor, sources=[source.pk])
@@ -429,7 +439,9 @@ def link_retire(
     link = Link.objects.select_for_update().filter(pk=link_id).first()
     if link is None or link.retired_at is not None:
         raise LinkError("This link is already retired (or gone): reload the page.")
-    Link.objects.filter(pk=link_id).update(retired_at=now, retired_by=actor, retire_reason=reason[:200], updated_at=now)
+    Link.objects.filter(pk=link_id).update(
+        retired_at=now, retired_by=actor, retired_by_name=actor_name(actor), retire_reason=reason[:200], updated_at=now
+    )
     link.refresh_from_db()
     _renumber(_active_list(link.source_id, link.type))
     _record(link, LinkChange.Action.RETIRED, actor=actor, via=via, details={"reason": reason} if reason else {})

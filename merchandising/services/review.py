@@ -31,6 +31,7 @@ from merchandising.models import (
     ReviewPreference,
     Suggestion,
     SuggestionStatus,
+    actor_name,
 )
 from merchandising.services.links import (
     LinkError,
@@ -50,7 +51,7 @@ class AlreadyDecided(ReviewError):
 
     def __init__(self, suggestion: Suggestion):
         self.suggestion = suggestion
-        who = suggestion.decided_by.get_username() if suggestion.decided_by else "someone"
+        who = suggestion.decided_by_label or "someone"
         when = timezone.localtime(suggestion.decided_at).strftime("%Y-%m-%d %H:%M") if suggestion.decided_at else "?"
         status = suggestion.get_status_display().lower()
         if suggestion.status == SuggestionStatus.PENDING:
@@ -114,6 +115,7 @@ def suggestion_approve(
         suggestion_id,
         status=SuggestionStatus.APPROVED,
         decided_by=actor,
+        decided_by_name=actor_name(actor),
         decided_at=now,
         reject_reason="",
         reject_note="",
@@ -134,7 +136,13 @@ def suggestion_approve(
         # The same link exists already (added by hand): the approval stands, no second link.
         link = None
     decision = Decision.objects.create(
-        suggestion=suggestion, action=Decision.Action.APPROVE, link_type=link_type, link=link, batch=batch, actor=actor
+        suggestion=suggestion,
+        action=Decision.Action.APPROVE,
+        link_type=link_type,
+        link=link,
+        batch=batch,
+        actor=actor,
+        actor_name=actor_name(actor),
     )
     if publish:
         publish_after_change(actor=actor, sources=[suggestion.source_id])
@@ -159,6 +167,7 @@ def suggestion_reject(
         suggestion_id,
         status=SuggestionStatus.REJECTED,
         decided_by=actor,
+        decided_by_name=actor_name(actor),
         decided_at=timezone.now(),
         reject_reason=reason,
         reject_note=note.strip(),
@@ -171,6 +180,7 @@ def suggestion_reject(
         note=note.strip(),
         batch=batch,
         actor=actor,
+        actor_name=actor_name(actor),
     )
     return DecisionOutcome(decision=decision, suggestion=suggestion, reverse=_reverse_pending(suggestion))
 
@@ -187,7 +197,9 @@ def suggestion_snooze(*, suggestion_id: int, actor) -> DecisionOutcome:
     if not updated:
         raise _conflict(suggestion_id)
     suggestion = Suggestion.objects.select_related("source", "target").get(pk=suggestion_id)
-    decision = Decision.objects.create(suggestion=suggestion, action=Decision.Action.SNOOZE, actor=actor)
+    decision = Decision.objects.create(
+        suggestion=suggestion, action=Decision.Action.SNOOZE, actor=actor, actor_name=actor_name(actor)
+    )
     return DecisionOutcome(decision=decision, suggestion=suggestion)
 
 
@@ -257,6 +269,7 @@ def suggestions_bulk_decide(
         Suggestion.objects.filter(pk__in=decided).update(
             status=SuggestionStatus.REJECTED,
             decided_by=actor,
+            decided_by_name=actor_name(actor),
             decided_at=now,
             reject_reason=reason,
             reject_note=note.strip(),
@@ -270,6 +283,7 @@ def suggestions_bulk_decide(
                 note=note.strip(),
                 batch=outcome.batch,
                 actor=actor,
+                actor_name=actor_name(actor),
             )
             for row in pending
         )
@@ -278,6 +292,7 @@ def suggestions_bulk_decide(
     Suggestion.objects.filter(pk__in=decided).update(
         status=SuggestionStatus.APPROVED,
         decided_by=actor,
+        decided_by_name=actor_name(actor),
         decided_at=now,
         reject_reason="",
         reject_note="",
@@ -292,6 +307,7 @@ def suggestions_bulk_decide(
             link=links.get(row["pk"]),
             batch=outcome.batch,
             actor=actor,
+            actor_name=actor_name(actor),
         )
         for row in pending
     )
@@ -347,6 +363,7 @@ def exclusion_rule_create(*, rule: ExclusionRule, actor) -> RuleOutcome:
     if rule.pk is not None:
         raise ReviewError("exclusion_rule_create saves new rules only.")
     rule.created_by = actor
+    rule.created_by_name = actor_name(actor)
     rule.full_clean()
     rule.save()
     batch = uuid.uuid4()
@@ -362,6 +379,7 @@ def exclusion_rule_create(*, rule: ExclusionRule, actor) -> RuleOutcome:
         reject_reason=RejectReason.EXCLUDED,
         reject_note=rule.reason,
         decided_by=actor,
+        decided_by_name=actor_name(actor),
         decided_at=now,
         snoozed_run=None,
     )
@@ -375,6 +393,7 @@ def exclusion_rule_create(*, rule: ExclusionRule, actor) -> RuleOutcome:
                 rule=rule,
                 batch=batch,
                 actor=actor,
+                actor_name=actor_name(actor),
             )
             for pk in ids
         ]
@@ -397,7 +416,14 @@ def exclusion_rule_delete(*, rule_id: int, actor) -> int:
     )
     restored = Suggestion.objects.filter(
         pk__in=ids, status=SuggestionStatus.REJECTED, reject_reason=RejectReason.EXCLUDED
-    ).update(status=SuggestionStatus.PENDING, reject_reason="", reject_note="", decided_by=None, decided_at=None)
+    ).update(
+        status=SuggestionStatus.PENDING,
+        reject_reason="",
+        reject_note="",
+        decided_by=None,
+        decided_by_name="",
+        decided_at=None,
+    )
     Decision.objects.filter(rule=rule, undone_at__isnull=True).update(undone_at=timezone.now())
     rule.delete()
     return restored
@@ -447,7 +473,12 @@ def decision_undo(*, actor) -> UndoOutcome | None:
             continue
         status = SuggestionStatus.APPROVED if decision.action == Decision.Action.APPROVE else SuggestionStatus.REJECTED
         back = Suggestion.objects.filter(pk=decision.suggestion_id, status=status, decided_by=actor).update(
-            status=SuggestionStatus.PENDING, reject_reason="", reject_note="", decided_by=None, decided_at=None
+            status=SuggestionStatus.PENDING,
+            reject_reason="",
+            reject_note="",
+            decided_by=None,
+            decided_by_name="",
+            decided_at=None,
         )
         if not back:
             continue

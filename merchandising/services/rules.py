@@ -5,7 +5,7 @@ from __future__ import annotations
 from django.core.exceptions import ValidationError
 from django.db import transaction
 
-from merchandising.models import ExclusionRule, MiningSettings
+from merchandising.models import ExclusionRule, MiningSettings, actor_name
 from merchandising.services.runs import mining_options, mining_parameters
 
 SETTINGS_FIELDS = (
@@ -25,6 +25,7 @@ def exclusion_rule_save(*, rule: ExclusionRule, actor) -> ExclusionRule:
     on (the run after that flags the pairs it removes as stale)."""
     if rule.pk is None:
         rule.created_by = actor
+        rule.created_by_name = actor_name(actor)
     rule.full_clean()
     rule.save()
     return rule

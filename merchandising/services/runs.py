@@ -13,7 +13,7 @@ from django.db.models import F, Q
 from django.utils import timezone
 
 from merchandising.mining import DEFAULT_SCORE, MiningOptions
-from merchandising.models import MiningRun, MiningSettings
+from merchandising.models import MiningRun, MiningSettings, actor_name
 
 logger = logging.getLogger(__name__)
 
@@ -104,6 +104,7 @@ def mining_run_create(
     run = MiningRun(
         trigger=trigger,
         started_by=actor,
+        started_by_name=actor_name(actor),
         parameters=mining_parameters(overrides=overrides, before=before),
         status=MiningRun.Status.QUEUED,
     )

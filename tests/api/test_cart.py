@@ -120,3 +120,31 @@ def test_other_content_types_are_415(api, catalog):
     response = api.post(CART, {"skus": "DRILL"})  # multipart form
     assert response.status_code == 415
     assert response.json()["error"]["code"] == "unsupported_media_type"
+
+
+@pytest.mark.parametrize(
+    ("account", "kind"),
+    [(0, "a number"), (1.5, "a number"), (True, "true or false"), (["C-1"], "a list"), ({"id": "C-1"}, "an object")],
+)
+def test_an_account_that_is_not_a_string_is_400(api, catalog, account, kind):
+    # DRF's CharField would take 0 as "0": an account id sent as a number is a client bug to report.
+    response = cart(api, skus=["DRILL"], account=account)
+    assert response.status_code == 400
+    message = f"Must be a string (JSON text in quotes), not {kind}."
+    assert response.json() == {
+        "error": {"code": "bad_parameter", "message": f"account: {message}", "fields": {"account": [message]}}
+    }
+
+
+def test_a_sku_that_is_not_a_string_is_400(api, catalog):
+    response = cart(api, skus=["DRILL", 12])
+    assert response.status_code == 400
+    message = "Must be a string (JSON text in quotes), not a number."
+    assert response.json() == {
+        "error": {"code": "bad_parameter", "message": f"skus: 1: {message}", "fields": {"skus": {"1": [message]}}}
+    }
+
+
+def test_a_null_or_string_account_is_still_accepted(api, catalog):
+    assert skus(cart(api, skus=["DRILL"], account=None).json()) == ["BITS", "CASE", "GLOVES"]
+    assert skus(cart(api, skus=["DRILL"], account="0").json()) == ["BITS", "CASE", "GLOVES"]

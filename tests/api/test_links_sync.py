@@ -154,3 +154,31 @@ def test_the_refresh_runs_as_a_scheduled_task(catalog):
 
     products_set_status(products=Product.objects.filter(sku="CASE"), status=ProductStatus.DISCONTINUED)
     assert refresh_published_links.apply().get() == 1
+
+
+def test_an_empty_updated_since_is_400_not_a_full_sync(api, catalog):
+    # A client that lost its stored time must hear it, not receive every link as if new.
+    response = api.get(LINKS + "?updated_since=")
+    assert response.status_code == 400
+    message = (
+        "Must not be empty: give an ISO 8601 time with a time zone (e.g. 2026-06-01T00:00:00Z), "
+        "or leave the parameter out for a full sync."
+    )
+    assert response.json() == {
+        "error": {
+            "code": "bad_parameter",
+            "message": f"updated_since: {message}",
+            "fields": {"updated_since": [message]},
+        }
+    }
+    assert "results" not in response.json()
+
+
+@pytest.mark.parametrize("name", ["cursor", "limit", "type", "source"])
+def test_other_empty_parameters_are_400_too(api, catalog, name):
+    response = api.get(f"{LINKS}?{name}=")
+    assert response.status_code == 400
+    message = "Must not be empty: give a value, or leave the parameter out."
+    assert response.json() == {
+        "error": {"code": "bad_parameter", "message": f"{name}: {message}", "fields": {name: [message]}}
+    }
