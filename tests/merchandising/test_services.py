@@ -628,7 +628,7 @@ def test_distributed_blocks_give_the_same_suggestions_as_in_process(eager_chord)
     assert (run.suggestions_new, run.suggestions_unchanged) == (0, len(expected))
     from django.core.cache import cache
 
-    assert cache.get(recompute_module._snapshot_key(run.pk)) is None
+    assert cache.get(recompute_module._snapshot_key(run.pk, run.attempt)) is None
 
 
 def test_a_failed_block_fails_the_run_and_keeps_the_suggestions(monkeypatch, eager_chord):
