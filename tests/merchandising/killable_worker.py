@@ -22,6 +22,10 @@ from config.celery import app
 
 __all__ = ["app"]
 
+# How long the pool waits after a process died before it declares the job lost and rejects the
+# message for redelivery: Celery's default is 10 s; 1 s keeps the test short.
+app.conf.worker_lost_wait = 1.0
+
 
 def _pause(point: str) -> None:
     folder = os.environ.get("MINING_KILL_DIR")
