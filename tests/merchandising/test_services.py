@@ -482,9 +482,9 @@ def test_two_concurrent_runs_one_works_the_other_is_skipped(monkeypatch):
     monkeypatch.setattr(recompute_module, "order_history_load", slow_load)
     real_claim = recompute_module.run_claim
 
-    def claim_together(*, run):
+    def claim_together(*, run, task_id=None):
         barrier.wait(timeout=30)
-        claimed = real_claim(run=run)
+        claimed = real_claim(run=run, task_id=task_id)
         if not claimed:
             skipped.set()
         return claimed
