@@ -6,4 +6,7 @@ SCHEDULES = {
     # Links whose visibility changed without a publish (date windows, product status) reach
     # the webshop's incremental sync within this interval.
     "Refresh published links": ("merchandising.refresh_published_links", {"minute": "*/10"}),
+    # A mining run whose heartbeat stopped (its worker vanished without a redelivery) is failed
+    # and queued again within a minute of being declared abandoned (docs/operations.md).
+    "Sweep abandoned mining runs": ("merchandising.sweep_mining_runs", {"minute": "*"}),
 }

@@ -19,8 +19,12 @@ class BaseTask(Task):
     With ``acks_late`` a task whose worker died is delivered again. A task that kills its
     worker every time (out of memory, say) would loop forever, so deliveries are counted per
     task id in the cache (Redis in production) and after CELERY_MAX_DELIVERIES the task is
-    rejected without a requeue. Celery has no such cap built in.
+    rejected without a requeue. Celery has no such cap built in. Before that, the task's
+    ``deliveries_exhausted(*args, deliveries=N, **kwargs)`` (a task option, default none) records
+    the failure where people look for it (the mining tasks fail their run).
     """
+
+    deliveries_exhausted = None
 
     def __call__(self, *args, **kwargs):
         from django.conf import settings
@@ -33,6 +37,8 @@ class BaseTask(Task):
             deliveries = cache.incr(key)
             if deliveries > settings.CELERY_MAX_DELIVERIES:
                 logger.error("Task %s[%s] delivered %s times; giving up.", self.name, task_id, deliveries)
+                if self.deliveries_exhausted is not None:
+                    self.deliveries_exhausted(*args, deliveries=deliveries, **kwargs)
                 raise Reject(f"delivered {deliveries} times", requeue=False)
         return super().__call__(*args, **kwargs)
 

@@ -289,14 +289,24 @@ CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_MAX_DELIVERIES = env_int("CELERY_MAX_DELIVERIES", 3, minimum=1)
-# Redis redelivers unacknowledged tasks after the visibility timeout: keep it above the hard limit.
-CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": CELERY_TASK_TIME_LIMIT + 300}
+# Redis redelivers an unacknowledged task after the visibility timeout, even one still running:
+# twice the hard limit, so a live task is never delivered a second time (docs/operations.md).
+CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 2 * CELERY_TASK_TIME_LIMIT}
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 
 # Threads an in-process mining run uses for its blocks and its account counting (the heavy
 # steps release the GIL; see merchandising.mining.map_blocks). Default: the CPUs this process
 # may use. On a shared worker machine, set it to what one run may take.
 MINING_THREADS = env_int("MINING_THREADS", len(os.sched_getaffinity(0)) or 1, minimum=1)
+# A running mining run writes a heartbeat every MINING_HEARTBEAT_SECONDS (a background thread,
+# also through long phases); silent for MINING_ABANDONED_AFTER_HEARTBEATS intervals, it has lost
+# its worker: the sweep (every minute) or the next run fails it (merchandising.services.runs).
+MINING_HEARTBEAT_SECONDS = env_int("MINING_HEARTBEAT_SECONDS", 10, minimum=1)
+MINING_ABANDONED_AFTER_HEARTBEATS = env_int("MINING_ABANDONED_AFTER_HEARTBEATS", 6, minimum=2)
+if MINING_HEARTBEAT_SECONDS * MINING_ABANDONED_AFTER_HEARTBEATS >= CELERY_TASK_TIME_LIMIT:
+    raise ImproperlyConfigured(
+        "MINING_HEARTBEAT_SECONDS x MINING_ABANDONED_AFTER_HEARTBEATS must be below CELERY_TASK_TIME_LIMIT."
+    )
 
 # --- Cache ------------------------------------------------------------------------------------
 # Shared state (the Celery redelivery counter, later the API cache) must live in one place for

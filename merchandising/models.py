@@ -95,10 +95,21 @@ class MiningRun(models.Model):
     progress = models.PositiveSmallIntegerField(default=0, help_text="Percent done.")
     created_at = models.DateTimeField(auto_now_add=True)
     started_at = models.DateTimeField(null=True, blank=True)
-    # Written with every progress update: a running run silent for longer than a task's hard
-    # time limit has lost its worker, and the single-flight claim may take its place.
+    # Written with every progress update and by a background thread every
+    # MINING_HEARTBEAT_SECONDS: a running run silent for MINING_ABANDONED_AFTER_HEARTBEATS
+    # intervals has lost its worker (see merchandising.services.runs).
     heartbeat_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
+    # The owner: the Celery task (message) id that claimed the run. A delivery of that same
+    # message (a redelivery after its worker died) takes the run over at once.
+    task_id = models.CharField(max_length=255, blank=True, db_index=True)
+    # Raised by every claim or take-over: progress, heartbeats and the store of an earlier
+    # attempt (a worker that was in fact alive) match no row and stop (RunLost).
+    attempt = models.PositiveIntegerField(default=0)
+    # The abandoned run this one was queued to replace (by the sweep; at most one each).
+    retry_of = models.OneToOneField(
+        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="retry", editable=False
+    )
     orders = models.PositiveIntegerField(default=0)
     lines = models.PositiveIntegerField(default=0)
     products = models.PositiveIntegerField(default=0)

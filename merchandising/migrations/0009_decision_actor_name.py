@@ -36,7 +36,7 @@ def clear_names(apps, schema_editor):
 class Migration(migrations.Migration):
     dependencies = [
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
-        ("merchandising", "0007_published_link_visible"),
+        ("merchandising", "0008_mining_run_ownership"),
     ]
 
     operations = [

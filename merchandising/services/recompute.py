@@ -39,6 +39,7 @@ from merchandising.mining import (
 from merchandising.models import MiningRun, SuggestionStatus
 from merchandising.selectors import ExclusionArrays, OrderHistory, exclusion_arrays, order_history_load
 from merchandising.services.runs import (
+    RunHeartbeat,
     RunLost,
     mining_options,
     mining_run_create,
@@ -68,6 +69,7 @@ def suggestions_recompute(
     before: datetime.date | None = None,
     distribute: bool = False,
     queue: str | None = None,
+    task_id: str | None = None,
 ) -> MiningRun:
     """Mine the order history and store the suggestions; returns the run.
 
@@ -77,7 +79,8 @@ def suggestions_recompute(
     back SKIPPED; a failure comes back FAILED with its error, the suggestions untouched.
     With ``distribute`` (the Celery task, when a broker is configured) the blocks go to the
     workers as a chord on ``queue`` and the run comes back RUNNING; the chord's last task
-    stores the result.
+    stores the result. ``task_id`` is the Celery task working on the run: its redelivery owns
+    the run and takes it over (see run_claim).
     """
     if run is None:
         if trigger is None:
@@ -85,42 +88,48 @@ def suggestions_recompute(
         run = mining_run_create(trigger=trigger, actor=actor, overrides=overrides, before=before)
     elif overrides or before or actor:
         raise ValueError("a queued run carries its own parameters; pass overrides only without a run")
-    if not run_claim(run=run):
+    if not run_claim(run=run, task_id=task_id):
         return run
     try:
-        run_progress(run=run, phase="loading history", progress=LOADING)
-        history = order_history_load(before=run_before(run), lookback_days=run.parameters["lookback_days"] or None)
-        exclusions = exclusion_arrays(product_ids=history.product_ids)
-        options = mining_options(run.parameters)
-        ranges = block_ranges(history.products, options.block_size) or [(0, 0)]
-        if distribute and len(ranges) > 1:
-            _dispatch(run=run, history=history, exclusions=exclusions, ranges=ranges, queue=queue)
-            return run
-        run_progress(run=run, phase="preparing", progress=MINING - 5)
-        prepared = prepare(history.order_idx, history.product_idx, history.line_age_days, history.products, options)
-        excluded = engine_exclusions(exclusions)
-        parts = []
-        # Blocks in threads, settings.MINING_THREADS at a time; progress is saved between
-        # batches from this thread (a Django connection belongs to its thread). In one
-        # process each unordered pair is counted once (mine_upper), then mirrored and scored.
-        step = settings.MINING_THREADS
-        threads = useful_threads(prepared, step)  # fewer for a small history
-        for done in range(0, len(ranges), step):
-            batch = ranges[done : done + step]
-            parts += map_blocks(partial(_mine_upper, prepared, options, excluded), batch, threads)
-            run_progress(
-                run=run,
-                phase=f"mining block {done + len(batch)} of {len(ranges)}",
-                progress=MINING + (SCORING - MINING) * (done + len(batch)) // len(ranges),
-            )
-        run_progress(run=run, phase="scoring", progress=SCORING)
-        result = pairs_from_upper(prepared, parts, options, workers=threads)
-        del prepared
-        _finish(run=run, history=history, result=result)
+        with RunHeartbeat(run_id=run.pk, attempt=run.attempt):
+            _mine(run=run, distribute=distribute, queue=queue)
     except Exception as exc:  # noqa: BLE001 - any failure ends the run as FAILED, suggestions untouched
-        run_fail(run_id=run.pk, exc=exc)
+        run_fail(run_id=run.pk, exc=exc, attempt=run.attempt)
     run.refresh_from_db()
     return run
+
+
+def _mine(*, run: MiningRun, distribute: bool, queue: str | None) -> None:
+    """The claimed run's work: load, mine in-process or hand the blocks to the workers, store."""
+    run_progress(run=run, phase="loading history", progress=LOADING)
+    history = order_history_load(before=run_before(run), lookback_days=run.parameters["lookback_days"] or None)
+    exclusions = exclusion_arrays(product_ids=history.product_ids)
+    options = mining_options(run.parameters)
+    ranges = block_ranges(history.products, options.block_size) or [(0, 0)]
+    if distribute and len(ranges) > 1:
+        _dispatch(run=run, history=history, exclusions=exclusions, ranges=ranges, queue=queue)
+        return
+    run_progress(run=run, phase="preparing", progress=MINING - 5)
+    prepared = prepare(history.order_idx, history.product_idx, history.line_age_days, history.products, options)
+    excluded = engine_exclusions(exclusions)
+    parts = []
+    # Blocks in threads, settings.MINING_THREADS at a time; progress is saved between
+    # batches from this thread (a Django connection belongs to its thread). In one
+    # process each unordered pair is counted once (mine_upper), then mirrored and scored.
+    step = settings.MINING_THREADS
+    threads = useful_threads(prepared, step)  # fewer for a small history
+    for done in range(0, len(ranges), step):
+        batch = ranges[done : done + step]
+        parts += map_blocks(partial(_mine_upper, prepared, options, excluded), batch, threads)
+        run_progress(
+            run=run,
+            phase=f"mining block {done + len(batch)} of {len(ranges)}",
+            progress=MINING + (SCORING - MINING) * (done + len(batch)) // len(ranges),
+        )
+    run_progress(run=run, phase="scoring", progress=SCORING)
+    result = pairs_from_upper(prepared, parts, options, workers=threads)
+    del prepared
+    _finish(run=run, history=history, result=result)
 
 
 def _mine_upper(
@@ -347,7 +356,7 @@ def suggestions_store(*, run: MiningRun, history: OrderHistory, result: PairResu
         cursor.execute(STALE_SQL, [True, stamp, stamp, False])
         gone_stale = cursor.rowcount
         cursor.execute(f"DROP TABLE {STAGE}")
-        finished = MiningRun.objects.filter(pk=run.pk, status=MiningRun.Status.RUNNING).update(
+        finished = MiningRun.objects.filter(pk=run.pk, status=MiningRun.Status.RUNNING, attempt=run.attempt).update(
             status=MiningRun.Status.SUCCEEDED,
             phase="done",
             progress=DONE,
@@ -369,8 +378,9 @@ def suggestions_store(*, run: MiningRun, history: OrderHistory, result: PairResu
 # --- the distributed path: a Celery chord over workers -------------------------------------
 
 
-def _snapshot_key(run_id: int) -> str:
-    return f"merchandising:mining:run:{run_id}:input"
+def _snapshot_key(run_id: int, attempt: int | None) -> str:
+    # Per attempt: the store of an earlier attempt, delivered late, must not delete this one's.
+    return f"merchandising:mining:run:{run_id}:{attempt}:input"
 
 
 def _snapshot_timeout() -> int:
@@ -395,11 +405,11 @@ def _snapshot_save(*, run: MiningRun, history: OrderHistory, exclusions: Exclusi
         category=exclusions.category,
         category_pairs=pairs,
     )
-    cache.set(_snapshot_key(run.pk), buffer.getvalue(), timeout=_snapshot_timeout())
+    cache.set(_snapshot_key(run.pk, run.attempt), buffer.getvalue(), timeout=_snapshot_timeout())
 
 
-def _snapshot_load(run_id: int) -> tuple[OrderHistory, ExclusionArrays]:
-    data = cache.get(_snapshot_key(run_id))
+def _snapshot_load(run_id: int, attempt: int | None) -> tuple[OrderHistory, ExclusionArrays]:
+    data = cache.get(_snapshot_key(run_id, attempt))
     if data is None:
         raise RuntimeError(f"the input of run #{run_id} is gone from the cache (expired or evicted)")
     with np.load(io.BytesIO(data)) as arrays:
@@ -435,8 +445,8 @@ def _dispatch(
     _snapshot_save(run=run, history=history, exclusions=exclusions)
     run_progress(run=run, phase=f"mining {len(ranges)} blocks on the workers", progress=MINING)
     options = {"queue": queue} if queue else {}
-    header = [mine_suggestions_block.si(run.pk, start, stop).set(**options) for start, stop in ranges]
-    chord(header)(store_suggestions.s(run.pk).set(**options))
+    header = [mine_suggestions_block.si(run.pk, start, stop, run.attempt).set(**options) for start, stop in ranges]
+    chord(header)(store_suggestions.s(run.pk, run.attempt).set(**options))
 
 
 def _part_to_json(part: PairResult) -> dict[str, Any]:
@@ -469,45 +479,58 @@ def _part_from_json(data: dict[str, Any], product_counts: np.ndarray) -> PairRes
     )
 
 
-def _running(run_id: int) -> MiningRun | None:
-    return MiningRun.objects.filter(pk=run_id, status=MiningRun.Status.RUNNING).first()
+def _running(run_id: int, attempt: int | None) -> MiningRun | None:
+    """The run if it is running in ``attempt`` (None: any attempt, for a message sent before
+    attempts were recorded)."""
+    running = MiningRun.objects.filter(pk=run_id, status=MiningRun.Status.RUNNING)
+    if attempt is not None:
+        running = running.filter(attempt=attempt)
+    return running.first()
 
 
-def mining_block_run(*, run_id: int, start: int, stop: int) -> dict[str, Any] | None:
+def mining_block_run(*, run_id: int, start: int, stop: int, attempt: int | None = None) -> dict[str, Any] | None:
     """One block of a distributed run (a chord header task): prepare from the snapshot, mine
-    sources [start, stop), return the pairs as JSON lists. None if the run is not running."""
-    run = _running(run_id)
+    sources [start, stop), return the pairs as JSON lists. None if the run is not running in
+    ``attempt`` (the block of an attempt that was taken over or failed). A block whose worker
+    died is delivered again and simply mined again: it writes nothing but its result."""
+    run = _running(run_id, attempt)
     if run is None:
         return None
     try:
-        history, exclusions = _snapshot_load(run_id)
-        options = mining_options(run.parameters)
-        prepared = prepare(history.order_idx, history.product_idx, history.line_age_days, history.products, options)
-        part = mine_block(prepared, start, stop, options, engine_exclusions(exclusions))
-        blocks = len(block_ranges(history.products, options.block_size))
-        run_progress_add(run_id=run_id, step=(ACCOUNTS - MINING) // max(blocks, 1))
-        return _part_to_json(part)
+        with RunHeartbeat(run_id=run_id, attempt=run.attempt):
+            history, exclusions = _snapshot_load(run_id, run.attempt)
+            options = mining_options(run.parameters)
+            prepared = prepare(history.order_idx, history.product_idx, history.line_age_days, history.products, options)
+            part = mine_block(prepared, start, stop, options, engine_exclusions(exclusions))
+            blocks = len(block_ranges(history.products, options.block_size))
+            run_progress_add(run_id=run_id, attempt=run.attempt, step=(ACCOUNTS - MINING) // max(blocks, 1))
+            return _part_to_json(part)
     except Exception as exc:
-        run_fail(run_id=run_id, exc=exc)
+        run_fail(run_id=run_id, exc=exc, attempt=run.attempt)
         raise
 
 
-def mining_blocks_finish(*, run_id: int, parts: list[dict[str, Any] | None]) -> MiningRun | None:
-    """The chord's body: merge the blocks, count accounts, store; the run ends here."""
-    run = _running(run_id)
+def mining_blocks_finish(
+    *, run_id: int, parts: list[dict[str, Any] | None], attempt: int | None = None
+) -> MiningRun | None:
+    """The chord's body: merge the blocks, count accounts, store; the run ends here. Delivered
+    again after its worker died, it does the same from the same snapshot (the store's
+    transaction of the killed delivery rolled back)."""
+    run = _running(run_id, attempt)
     if run is None:
-        cache.delete(_snapshot_key(run_id))
+        if attempt is not None:
+            cache.delete(_snapshot_key(run_id, attempt))
         return None
     try:
-        if any(part is None for part in parts):
-            raise RuntimeError("a block came back empty")
-        shared_counts = np.zeros(0, dtype=np.int64)  # merge() compares them; blocks do not ship them
-        result = merge(_part_from_json(part, shared_counts) for part in parts)
-        history, _exclusions = _snapshot_load(run_id)
-        _finish(run=run, history=history, result=result)
+        with RunHeartbeat(run_id=run_id, attempt=run.attempt):
+            if any(part is None for part in parts):
+                raise RuntimeError("a block came back empty")
+            shared_counts = np.zeros(0, dtype=np.int64)  # merge() compares them; blocks do not ship them
+            result = merge(_part_from_json(part, shared_counts) for part in parts)
+            history, _exclusions = _snapshot_load(run_id, run.attempt)
+            _finish(run=run, history=history, result=result)
     except Exception as exc:  # noqa: BLE001 - any failure ends the run as FAILED, suggestions untouched
-        run_fail(run_id=run_id, exc=exc)
-    finally:
-        cache.delete(_snapshot_key(run_id))
+        run_fail(run_id=run_id, exc=exc, attempt=run.attempt)
+    cache.delete(_snapshot_key(run_id, run.attempt))
     run.refresh_from_db()
     return run

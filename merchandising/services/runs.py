@@ -5,10 +5,12 @@ from __future__ import annotations
 import datetime
 import logging
 import math
+import threading
+from functools import partial
 from typing import Any
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import DatabaseError, IntegrityError, connections, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
@@ -32,14 +34,29 @@ PARAMETER_NAMES = (
 DEFAULT_BLOCK_SIZE = MiningOptions().block_size
 
 
+#: Runs that came through the queue: an abandoned one is queued again once by the sweep. A
+#: command's or the demo's run was started by someone watching a terminal; it is only failed.
+REQUEUED_TRIGGERS = (MiningRun.Trigger.MANUAL, MiningRun.Trigger.SCHEDULE)
+
+
 class RunLost(Exception):
-    """The run is no longer ours: it was declared abandoned and failed by another claim."""
+    """The run is no longer ours: it was failed, or taken over by a later attempt."""
 
 
 def abandoned_after() -> datetime.timedelta:
-    """A running run whose heartbeat is older than this has lost its worker: no task may run
-    longer than the hard time limit, and every phase of a run writes a heartbeat."""
-    return datetime.timedelta(seconds=settings.CELERY_TASK_TIME_LIMIT)
+    """A running run whose heartbeat is older than this has lost its worker. A live run writes
+    one every MINING_HEARTBEAT_SECONDS (RunHeartbeat), whatever phase it is in."""
+    return datetime.timedelta(seconds=settings.MINING_HEARTBEAT_SECONDS * settings.MINING_ABANDONED_AFTER_HEARTBEATS)
+
+
+def _abandoned(now: datetime.datetime) -> Q:
+    stale_before = now - abandoned_after()
+    return Q(status=MiningRun.Status.RUNNING) & (Q(heartbeat_at__lt=stale_before) | Q(heartbeat_at__isnull=True))
+
+
+def _abandoned_error(now: datetime.datetime) -> str:
+    stale_before = timezone.localtime(now - abandoned_after())
+    return f"Abandoned: no progress since before {stale_before:%Y-%m-%d %H:%M:%S %Z} (worker lost?)."
 
 
 def mining_parameters(*, overrides: dict[str, Any] | None = None, before: datetime.date | None = None) -> dict:
@@ -99,12 +116,14 @@ def mining_run_create(
     actor=None,
     overrides: dict[str, Any] | None = None,
     before: datetime.date | None = None,
+    task_id: str = "",
 ) -> MiningRun:
     """A queued run with its parameters recorded; nothing is mined yet."""
     run = MiningRun(
         trigger=trigger,
         started_by=actor,
         started_by_name=actor_name(actor),
+        task_id=task_id,
         parameters=mining_parameters(overrides=overrides, before=before),
         status=MiningRun.Status.QUEUED,
     )
@@ -123,34 +142,34 @@ def mining_run_request(*, actor, trigger: str = MiningRun.Trigger.MANUAL) -> Min
     return run
 
 
-def run_claim(*, run: MiningRun) -> bool:
+def run_claim(*, run: MiningRun, task_id: str | None = None) -> bool:
     """Move ``run`` to running, or mark it skipped when another run is running.
 
     The partial unique index on status="running" admits one running run: the conditional
-    update is the claim, and an IntegrityError means someone else holds it. A run that was
-    running but stopped writing heartbeats (its worker died) is failed first, so it cannot
-    block every later run; a redelivered task of that very run takes it over instead.
-    Returns False when this run is not to be worked on (skipped, or not queued any more).
+    update is the claim, and an IntegrityError means someone else holds it. A running run
+    whose heartbeat stopped (abandoned_after) is failed first, so it cannot block every later
+    run. The run's owner takes it over at once, whatever its heartbeat says: the delivery of
+    the task message that claimed it (``task_id``; Celery delivers it again when its worker
+    died). Any delivery of the run's own task also takes it over once it is abandoned. Each
+    claim raises ``attempt``, so an earlier attempt still alive can no longer write.
+    Returns False when this run is not to be worked on (skipped, or not claimable).
     """
     now = timezone.now()
-    stale_before = now - abandoned_after()
-    abandoned = Q(status=MiningRun.Status.RUNNING, heartbeat_at__lt=stale_before)
     failed = (
-        MiningRun.objects.filter(abandoned)
+        MiningRun.objects.filter(_abandoned(now))
         .exclude(pk=run.pk)
-        .update(
-            status=MiningRun.Status.FAILED,
-            finished_at=now,
-            error=f"Abandoned: no progress since before {stale_before:%Y-%m-%d %H:%M:%S %Z} (worker lost?).",
-        )
+        .update(status=MiningRun.Status.FAILED, finished_at=now, error=_abandoned_error(now))
     )
     if failed:
         logger.warning("Failed %s abandoned mining run(s) before claiming run %s.", failed, run.pk)
+    claimable = Q(status=MiningRun.Status.QUEUED) | _abandoned(now)
+    if task_id:
+        claimable |= Q(status=MiningRun.Status.RUNNING, task_id=task_id)
     try:
         with transaction.atomic():
             claimed = (
                 MiningRun.objects.filter(pk=run.pk)
-                .filter(Q(status=MiningRun.Status.QUEUED) | abandoned)
+                .filter(claimable)
                 .update(
                     status=MiningRun.Status.RUNNING,
                     started_at=now,
@@ -158,6 +177,8 @@ def run_claim(*, run: MiningRun) -> bool:
                     phase="starting",
                     progress=0,
                     error="",
+                    task_id=task_id or "",
+                    attempt=F("attempt") + 1,
                 )
             )
     except IntegrityError:
@@ -171,13 +192,54 @@ def run_claim(*, run: MiningRun) -> bool:
         run.refresh_from_db()
         return False
     run.refresh_from_db()
+    if claimed and run.attempt > 1:
+        logger.warning("Mining run %s taken over (attempt %s, task %s).", run.pk, run.attempt, task_id)
     return bool(claimed)
+
+
+class RunHeartbeat:
+    """A background thread that writes the run's heartbeat every MINING_HEARTBEAT_SECONDS for
+    as long as the ``with`` block lasts, so that a long phase (loading, a big block, the store)
+    never looks abandoned. Each write is conditional on the run still being running in this
+    attempt: once the run is no longer ours the thread stops, and it never writes after the
+    block has ended (``__exit__`` joins it). Only the heartbeat: losing the run is noticed by
+    the work itself (RunLost from run_progress or the store)."""
+
+    def __init__(self, *, run_id: int, attempt: int) -> None:
+        self.run_id, self.attempt = run_id, attempt
+        self.lost = False
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._beat, name=f"mining-run-{run_id}-heartbeat", daemon=True)
+
+    def __enter__(self) -> RunHeartbeat:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _beat(self) -> None:
+        try:
+            while not self._stop.wait(settings.MINING_HEARTBEAT_SECONDS):
+                try:
+                    alive = MiningRun.objects.filter(
+                        pk=self.run_id, status=MiningRun.Status.RUNNING, attempt=self.attempt
+                    ).update(heartbeat_at=timezone.now())
+                except DatabaseError as exc:  # a busy database: try again at the next beat
+                    logger.warning("Heartbeat of mining run %s not written: %s", self.run_id, exc)
+                    continue
+                if not alive:
+                    self.lost = True
+                    return
+        finally:
+            connections.close_all()  # this thread's own connections
 
 
 def run_progress(*, run: MiningRun, phase: str, progress: int) -> None:
     """A short write of its own (outside any long transaction) so that the admin can poll."""
     now = timezone.now()
-    changed = MiningRun.objects.filter(pk=run.pk, status=MiningRun.Status.RUNNING).update(
+    changed = MiningRun.objects.filter(pk=run.pk, status=MiningRun.Status.RUNNING, attempt=run.attempt).update(
         phase=phase, progress=progress, heartbeat_at=now
     )
     if not changed:
@@ -185,26 +247,96 @@ def run_progress(*, run: MiningRun, phase: str, progress: int) -> None:
     run.phase, run.progress, run.heartbeat_at = phase, progress, now
 
 
-def run_progress_add(*, run_id: int, step: int) -> None:
+def run_progress_add(*, run_id: int, attempt: int | None, step: int) -> None:
     """Progress of one finished block when blocks finish in parallel on several workers."""
-    MiningRun.objects.filter(pk=run_id, status=MiningRun.Status.RUNNING, progress__lte=100 - step).update(
-        progress=F("progress") + step, heartbeat_at=timezone.now()
-    )
+    running = MiningRun.objects.filter(pk=run_id, status=MiningRun.Status.RUNNING, progress__lte=100 - step)
+    if attempt is not None:
+        running = running.filter(attempt=attempt)
+    running.update(progress=F("progress") + step, heartbeat_at=timezone.now())
 
 
-def run_fail(*, run_id: int, exc: BaseException) -> None:
-    """Record the failure; the suggestions are as they were (their transaction rolled back)."""
+def run_fail(*, run_id: int, exc: BaseException, attempt: int | None = None) -> None:
+    """Record the failure; the suggestions are as they were (their transaction rolled back).
+    With ``attempt``, only that attempt of the run is failed (not a later take-over)."""
     logger.error("Mining run %s failed", run_id, exc_info=(type(exc), exc, exc.__traceback__))
-    MiningRun.objects.filter(pk=run_id, status=MiningRun.Status.RUNNING).update(
+    running = MiningRun.objects.filter(pk=run_id, status=MiningRun.Status.RUNNING)
+    if attempt is not None:
+        running = running.filter(attempt=attempt)
+    running.update(
         status=MiningRun.Status.FAILED,
         finished_at=timezone.now(),
         error=f"{type(exc).__name__}: {exc}"[:10_000],
     )
 
 
+def run_give_up(*, run_id: int | None = None, task_id: str | None = None, task_name: str, deliveries: int) -> bool:
+    """The redelivery cap was reached (config/celery.py): the task's worker died on every
+    delivery (killed, out of memory). The run (by id, or the one the task ``task_id`` owns)
+    ends failed, never requeued, rather than staying running. Returns whether it was ended."""
+    if run_id is None and not task_id:
+        return False
+    runs = MiningRun.objects.filter(pk=run_id) if run_id is not None else MiningRun.objects.filter(task_id=task_id)
+    return bool(
+        runs.filter(status__in=[MiningRun.Status.QUEUED, MiningRun.Status.RUNNING]).update(
+            status=MiningRun.Status.FAILED,
+            finished_at=timezone.now(),
+            error=(
+                f"Gave up: task {task_name} was delivered {deliveries} times and its worker died every time "
+                f"(killed, out of memory?); the limit is CELERY_MAX_DELIVERIES={settings.CELERY_MAX_DELIVERIES}."
+            ),
+        )
+    )
+
+
+def mining_runs_sweep() -> list[MiningRun]:
+    """The periodic sweep (merchandising.sweep_mining_runs, every minute): fail every running
+    run whose heartbeat stopped, and queue a fresh run with the same trigger, starter and
+    parameters in its place, once: a run that is itself such a retry, or that a command or
+    the demo started, is only failed. Returns the runs queued."""
+    from merchandising.tasks import recompute_suggestions
+
+    now = timezone.now()
+    queued = []
+    for run in MiningRun.objects.filter(_abandoned(now)).order_by("pk"):
+        with transaction.atomic():
+            error = _abandoned_error(now)
+            if (
+                not MiningRun.objects.filter(pk=run.pk)
+                .filter(_abandoned(now))
+                .update(status=MiningRun.Status.FAILED, finished_at=now, error=error)
+            ):
+                continue  # its owner came back, or someone else ended it
+            logger.warning("Mining run %s abandoned (no heartbeat); failed by the sweep.", run.pk)
+            if run.trigger not in REQUEUED_TRIGGERS or run.retry_of_id is not None:
+                continue
+            retry = MiningRun(
+                trigger=run.trigger,
+                started_by_id=run.started_by_id,
+                parameters=run.parameters,
+                status=MiningRun.Status.QUEUED,
+                retry_of=run,
+            )
+            retry.full_clean()
+            retry.save()
+            MiningRun.objects.filter(pk=run.pk).update(error=f"{error} Queued again as run #{retry.pk}.")
+            transaction.on_commit(partial(recompute_suggestions.delay, retry.pk))
+            queued.append(retry)
+    return queued
+
+
+def mining_run_for_task(*, task_id: str, trigger: str) -> MiningRun:
+    """The run a task message creates for itself (the schedule's): created on its first
+    delivery, the same run on a redelivery, so that a redelivery takes it over instead of
+    creating a second run that the first would block."""
+    run = MiningRun.objects.filter(task_id=task_id).first()
+    if run is None:
+        run = mining_run_create(trigger=trigger, task_id=task_id)
+    return run
+
+
 def mining_run_mark_failed(*, run_id: int, actor) -> bool:
     """An operator ends a run whose worker is gone (killed, machine lost) instead of waiting
-    for its heartbeat to age past the task time limit. Nothing is rolled back: a run stores
+    for the sweep to notice that its heartbeat stopped. Nothing is rolled back: a run stores
     its suggestions in one transaction at its very end, and that store only commits while the
     run is still running, so a run marked failed that was in fact alive discards its result
     (RunLost) and leaves the suggestions as they were. Returns whether the run was running."""

@@ -26,7 +26,7 @@ def test_app_configuration():
     assert app.conf.task_reject_on_worker_lost is True
     assert app.conf.task_time_limit == settings.CELERY_TASK_TIME_LIMIT
     assert app.conf.task_soft_time_limit == settings.CELERY_TASK_SOFT_TIME_LIMIT
-    assert app.conf.broker_transport_options["visibility_timeout"] > app.conf.task_time_limit
+    assert app.conf.broker_transport_options["visibility_timeout"] >= 2 * app.conf.task_time_limit
     assert "accounts.ping" in app.tasks
 
 
@@ -61,6 +61,16 @@ def test_setup_schedules_is_idempotent():
     assert task.task == "accounts.clear_expired_sessions"
     assert (task.crontab.minute, task.crontab.hour) == ("17", "3")
     assert PeriodicTask.objects.filter(name="Clear expired sessions").count() == 1
+    sweep = PeriodicTask.objects.get(name="Sweep abandoned mining runs")
+    assert (sweep.task, sweep.crontab.minute, sweep.crontab.hour, sweep.enabled) == (
+        "merchandising.sweep_mining_runs",
+        "*",
+        "*",
+        True,
+    )
+    from merchandising.tasks import sweep_mining_runs
+
+    assert sweep_mining_runs.name == sweep.task
 
 
 @pytest.mark.broker

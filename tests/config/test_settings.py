@@ -15,6 +15,7 @@ CONFIG_VARIABLES = [
     "DEBUG", "SECRET_KEY", "ALLOWED_HOSTS", "DATABASE_URL", "CELERY_BROKER_URL", "CELERY_RESULT_BACKEND", "CACHE_URL",
     "TIME_ZONE", "SESSION_IDLE_TIMEOUT", "TRUSTED_PROXY_COUNT",
     "SECURE_SSL_REDIRECT", "CELERY_TASK_TIME_LIMIT", "CELERY_TASK_SOFT_TIME_LIMIT",
+    "MINING_HEARTBEAT_SECONDS", "MINING_ABANDONED_AFTER_HEARTBEATS",
 ]  # fmt: skip
 
 
@@ -49,6 +50,13 @@ def load(monkeypatch, **env):
         ("CELERY_TASK_SOFT_TIME_LIMIT", "4000", "CELERY_TASK_SOFT_TIME_LIMIT must be below CELERY_TASK_TIME_LIMIT"),
         ("DEFAULT_CURRENCY", "euro", "DEFAULT_CURRENCY='euro' is not an ISO 4217 code"),
         ("LOG_LEVEL", "loud", "LOG_LEVEL='LOUD' is not one of"),
+        ("MINING_HEARTBEAT_SECONDS", "0", "MINING_HEARTBEAT_SECONDS=0 is below the minimum of 1"),
+        ("MINING_ABANDONED_AFTER_HEARTBEATS", "1", "MINING_ABANDONED_AFTER_HEARTBEATS=1 is below the minimum of 2"),
+        (
+            "MINING_HEARTBEAT_SECONDS",
+            "1800",
+            "MINING_HEARTBEAT_SECONDS x MINING_ABANDONED_AFTER_HEARTBEATS must be below CELERY_TASK_TIME_LIMIT",
+        ),
     ],
 )
 def test_nonsense_values_fail_naming_the_variable(monkeypatch, variable, value, message):
@@ -138,3 +146,21 @@ def test_bad_value_stops_manage_py_with_the_message():
     )
     assert completed.returncode == 1
     assert "TIME_ZONE='Nowhere/Land' is not a known time zone" in completed.stderr
+
+
+@pytest.mark.parametrize("time_limit", [None, "60", "3600", "86400"])
+def test_visibility_timeout_is_at_least_twice_the_task_time_limit(monkeypatch, time_limit):
+    """Redis hands an unacknowledged task to another worker after the visibility timeout, even
+    while the first still runs it: at twice the hard limit a live task is never redelivered."""
+    env = {"CELERY_TASK_TIME_LIMIT": time_limit, "CELERY_TASK_SOFT_TIME_LIMIT": "30"} if time_limit else {}
+    values = load(monkeypatch, MINING_HEARTBEAT_SECONDS="1", **env)
+    limit = values["CELERY_TASK_TIME_LIMIT"]
+    assert limit == int(time_limit or 3600)
+    assert values["CELERY_BROKER_TRANSPORT_OPTIONS"]["visibility_timeout"] >= 2 * limit
+
+
+def test_mining_heartbeat_defaults(monkeypatch):
+    values = load(monkeypatch)
+    assert (values["MINING_HEARTBEAT_SECONDS"], values["MINING_ABANDONED_AFTER_HEARTBEATS"]) == (10, 6)
+    values = load(monkeypatch, MINING_HEARTBEAT_SECONDS="2", MINING_ABANDONED_AFTER_HEARTBEATS="3")
+    assert (values["MINING_HEARTBEAT_SECONDS"], values["MINING_ABANDONED_AFTER_HEARTBEATS"]) == (2, 3)

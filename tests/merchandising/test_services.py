@@ -482,9 +482,9 @@ def test_two_concurrent_runs_one_works_the_other_is_skipped(monkeypatch):
     monkeypatch.setattr(recompute_module, "order_history_load", slow_load)
     real_claim = recompute_module.run_claim
 
-    def claim_together(*, run):
+    def claim_together(*, run, task_id=None):
         barrier.wait(timeout=30)
-        claimed = real_claim(run=run)
+        claimed = real_claim(run=run, task_id=task_id)
         if not claimed:
             skipped.set()
         return claimed
@@ -628,7 +628,7 @@ def test_distributed_blocks_give_the_same_suggestions_as_in_process(eager_chord)
     assert (run.suggestions_new, run.suggestions_unchanged) == (0, len(expected))
     from django.core.cache import cache
 
-    assert cache.get(recompute_module._snapshot_key(run.pk)) is None
+    assert cache.get(recompute_module._snapshot_key(run.pk, run.attempt)) is None
 
 
 def test_a_failed_block_fails_the_run_and_keeps_the_suggestions(monkeypatch, eager_chord):
