@@ -342,8 +342,10 @@ def mfa_verify(*, user: User, code: str) -> Device:
         raise ValidationError("Enter the code from your authenticator app, or a recovery code.")
     model = TOTPDevice if code.isdigit() else StaticDevice
     device = model.objects.devices_for_user(user, confirmed=True).first()
+    if model is StaticDevice and (device is None or not device.token_set.exists()):
+        raise ValidationError("You have no recovery codes left.")
     if device is None:
-        raise ValidationError("That code is not right." if model is TOTPDevice else "You have no recovery codes left.")
+        raise ValidationError("That code is not right.")
     allowed, extra = device.verify_is_allowed()
     if not allowed:
         locked_until = (extra or {}).get("locked_until")
