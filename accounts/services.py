@@ -264,7 +264,9 @@ def api_key_check(*, raw_key: str, key: ApiKey | None) -> ApiKey:
     if key.revoked_at is not None or key.client.revoked_at is not None:
         raise ApiKeyError("revoked_key", "The API key has been revoked; ask the back office for a new one.")
     if key.expires_at is not None and key.expires_at <= now:
-        raise ApiKeyError("expired_key", f"The API key expired at {key.expires_at.isoformat()}.")
+        raise ApiKeyError(
+            "expired_key", f"The API key expired at {key.expires_at.isoformat()}; ask the back office for a new one."
+        )
     if key.last_used_at is None or key.last_used_at <= now - LAST_USED_RESOLUTION:
         ApiKey.objects.filter(pk=key.pk).filter(
             Q(last_used_at__isnull=True) | Q(last_used_at__lte=now - LAST_USED_RESOLUTION)

@@ -63,9 +63,10 @@ def log_sign_in_failed(sender, credentials: dict, request=None, **kwargs) -> Non
 
 
 def log_locked_out(sender, request, username, ip_address, **kwargs) -> None:
-    """django-axes' ``user_locked_out`` receiver: the failure that locks the pair, and every
-    attempt refused while it stays locked. (axes sets ``axes_failures_since_start`` only when
-    it counted this failure, i.e. on the attempt that locks.)"""
+    """django-axes' ``user_locked_out`` receiver: a failure that (re)locks the pair. With axes'
+    default, a try while locked counts as a failure and locks again; with
+    AXES_RESET_COOL_OFF_ON_FAILURE_DURING_LOCKOUT=False it is refused uncounted (axes then
+    leaves ``axes_failures_since_start`` unset)."""
     failures = getattr(request, "axes_failures_since_start", None)
     if isinstance(failures, int):
         minutes = int(settings.AXES_COOLOFF_TIME.total_seconds() // 60)
