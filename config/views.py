@@ -72,7 +72,7 @@ def _with_next(name: str, next_url: str) -> str:
 
 def _mfa_context(request, **extra) -> dict:
     # has_permission False: no back-office navigation until the second factor is passed.
-    return {"title": "Second factor", "has_permission": False, "next": _next_url(request), **extra}
+    return {"title": "Enter your code", "has_permission": False, "next": _next_url(request), **extra}
 
 
 def _mark_verified(request, device) -> None:
@@ -128,7 +128,7 @@ def mfa_setup(request):
             response = render(
                 request,
                 "registration/mfa_recovery_codes.html",
-                _mfa_context(request, codes=codes, title="Recovery codes"),
+                _mfa_context(request, codes=codes, title="Your recovery codes"),
             )
             response["Cache-Control"] = "no-store"  # the codes must not sit in any cache
             return response
@@ -140,7 +140,7 @@ def mfa_setup(request):
         # Our own SVG (a path, no script), inline so that no image URL carries the secret.
         qr_svg=mark_safe(qr.to_string(encoding="unicode")),  # noqa: S308
         secret=" ".join(secret[i : i + 4] for i in range(0, len(secret), 4)),
-        title="Set up the second factor",
+        title="Set up your second factor",
     )
     response = render(request, "registration/mfa_setup.html", context)
     response["Cache-Control"] = "no-store"
