@@ -4,6 +4,7 @@ import datetime
 import hashlib
 import hmac
 import logging
+import math
 import secrets
 import string
 from dataclasses import dataclass
@@ -311,26 +312,41 @@ def mfa_enrolment_start(*, user: User) -> TOTPDevice:
     return device
 
 
-@transaction.atomic
 def mfa_enrolment_confirm(*, user: User, device_id: int, token: str) -> tuple[TOTPDevice, list[str]]:
     """Confirm the enrolment with a first code from the app: the device becomes the user's
     second factor, and RECOVERY_CODE_COUNT new recovery codes replace any earlier ones.
     Returns the device and the codes (shown once: only django-otp's rows keep them).
     ValidationError for a wrong code or a device that is not this user's pending one."""
-    device = TOTPDevice.objects.select_for_update().filter(pk=device_id, user=user, confirmed=False).first()
-    if device is None:
-        raise ValidationError("This enrolment is no longer pending; start again.")
-    if not device.verify_token(token.strip()):
+    with transaction.atomic():
+        device = TOTPDevice.objects.select_for_update().filter(pk=device_id, user=user, confirmed=False).first()
+        if device is None:
+            raise ValidationError("This enrolment is no longer pending; start again.")
+        _raise_if_throttled(device)
+        # A wrong code is raised only after this block: django-otp's throttle count must commit.
+        accepted = device.verify_token(token.strip())
+        if accepted:
+            TOTPDevice.objects.filter(pk=device.pk, confirmed=False).update(confirmed=True)
+            device.confirmed = True
+            TOTPDevice.objects.filter(user=user, confirmed=False).delete()  # other abandoned enrolments
+            StaticDevice.objects.filter(user=user).delete()
+            recovery = StaticDevice.objects.create(user=user, name=RECOVERY_DEVICE_NAME, confirmed=True)
+            codes = [StaticToken.random_token() for _ in range(RECOVERY_CODE_COUNT)]
+            StaticToken.objects.bulk_create([StaticToken(device=recovery, token=code) for code in codes])
+    if not accepted:
         raise ValidationError("That code is not right; check the clock of the phone and try the next code.")
-    TOTPDevice.objects.filter(pk=device.pk, confirmed=False).update(confirmed=True)
-    device.confirmed = True
-    TOTPDevice.objects.filter(user=user, confirmed=False).delete()  # other abandoned enrolments
-    StaticDevice.objects.filter(user=user).delete()
-    recovery = StaticDevice.objects.create(user=user, name=RECOVERY_DEVICE_NAME, confirmed=True)
-    codes = [StaticToken.random_token() for _ in range(RECOVERY_CODE_COUNT)]
-    StaticToken.objects.bulk_create([StaticToken(device=recovery, token=code) for code in codes])
     logger.info("Second factor set up by %s", user.get_username())
     return device, codes
+
+
+def _raise_if_throttled(device: Device) -> None:
+    """django-otp's throttle: after each wrong code, the wait before the next try doubles."""
+    allowed, extra = device.verify_is_allowed()
+    if not allowed:
+        locked_until = (extra or {}).get("locked_until")
+        if locked_until is None:
+            raise ValidationError("Too many wrong codes; try again later.")
+        wait = max(1, math.ceil((locked_until - timezone.now()).total_seconds()))
+        raise ValidationError(f"Too many wrong codes; try again in {wait} second{'s' if wait > 1 else ''}.")
 
 
 def mfa_verify(*, user: User, code: str) -> Device:
@@ -348,13 +364,7 @@ def mfa_verify(*, user: User, code: str) -> Device:
         raise ValidationError("You have no recovery codes left.")
     if device is None:
         raise ValidationError("That code is not right.")
-    allowed, extra = device.verify_is_allowed()
-    if not allowed:
-        locked_until = (extra or {}).get("locked_until")
-        wait = max(1, int((locked_until - timezone.now()).total_seconds()) + 1) if locked_until else None
-        raise ValidationError(
-            f"Too many wrong codes; try again in {wait} seconds." if wait else "Too many wrong codes; try again later."
-        )
+    _raise_if_throttled(device)
     verified = otp_verify_token(user, device.persistent_id, code)
     if verified is None:
         raise ValidationError("That code is not right.")
