@@ -139,3 +139,33 @@ def test_bad_value_stops_manage_py_with_the_message():
     )
     assert completed.returncode == 1
     assert "TIME_ZONE='Nowhere/Land' is not a known time zone" in completed.stderr
+
+
+def test_sign_in_security_defaults(monkeypatch):
+    production = load(monkeypatch)
+    assert production["MFA_REQUIRED"] is True
+    assert production["SESSION_ABSOLUTE_LIFETIME"] == 8 * 60 * 60
+    assert production["API_KEY_EXPIRY_DAYS"] == 365
+    assert production["CONTENT_SECURITY_POLICY"]["DIRECTIVES"]["base-uri"] == ["'none'"]
+    assert "django_otp.middleware.OTPMiddleware" in production["MIDDLEWARE"]
+    middleware = production["MIDDLEWARE"]
+    assert middleware.index("django_otp.middleware.OTPMiddleware") == (
+        middleware.index("django.contrib.auth.middleware.AuthenticationMiddleware") + 1
+    )
+    assert load(monkeypatch, DEBUG="true")["MFA_REQUIRED"] is False  # make run's demo users only
+    assert load(monkeypatch, DEBUG="true", MFA_REQUIRED="true")["MFA_REQUIRED"] is True
+    assert load(monkeypatch, API_KEY_EXPIRY_DAYS="30")["API_KEY_EXPIRY_DAYS"] == 30
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "message"),
+    [
+        ("MFA_REQUIRED", "sometimes", "MFA_REQUIRED='sometimes' is not a boolean"),
+        ("API_KEY_EXPIRY_DAYS", "0", "API_KEY_EXPIRY_DAYS=0 is below the minimum of 1"),
+        ("SESSION_ABSOLUTE_LIFETIME", "8h", "SESSION_ABSOLUTE_LIFETIME='8h' is not a whole number"),
+    ],
+)
+def test_sign_in_settings_fail_naming_the_variable(monkeypatch, variable, value, message):
+    with pytest.raises(ImproperlyConfigured) as excinfo:
+        load(monkeypatch, **{variable: value})
+    assert str(excinfo.value).startswith(message)
