@@ -1,35 +1,72 @@
-import datetime
-
+from axes.admin import AccessFailureLogAdmin
+from axes.models import AccessFailureLog
 from django import forms
+from django.conf import settings
 from django.contrib import admin, messages
 from django.contrib.auth.admin import UserAdmin
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.db.models import Count, IntegerField, OuterRef, Q, Subquery
+from django.db.models import Count, Exists, IntegerField, OuterRef, Q, Subquery
 from django.http import HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
 from django.template import engines
 from django.urls import path, reverse
-from django.utils import timezone
 from django.utils.html import format_html
+from django_otp.plugins.otp_static.models import StaticDevice
+from django_otp.plugins.otp_totp.models import TOTPDevice
 
 from accounts.models import ApiClient, ApiKey, CustomerAccount, User
 from accounts.roles import ADMINISTRATOR
-from accounts.services import api_client_create, api_client_revoke, api_client_update, api_key_issue, api_key_revoke
+from accounts.services import (
+    api_client_create,
+    api_client_revoke,
+    api_client_update,
+    api_key_issue,
+    api_key_revoke,
+    user_mfa_reset,
+)
+from config.admin_site import ReadOnlyAdminMixin
 from orders.admin import orders_url
 from orders.models import Order
+
+# The second factor's secrets stay out of the admin: django-otp registers its devices there
+# (with their keys, editable), which would let anyone with the admin's rights read or plant a
+# user's authenticator key. Administrators reset a second factor with the action on users.
+for _model in (TOTPDevice, StaticDevice):
+    if admin.site.is_registered(_model):
+        admin.site.unregister(_model)
 
 
 @admin.register(User)
 class BackOfficeUserAdmin(UserAdmin):
-    list_display = ["username", "email", "first_name", "last_name", "roles", "is_active", "last_login"]
+    list_display = ["username", "email", "first_name", "last_name", "roles", "second_factor", "is_active", "last_login"]
     list_filter = ["groups", "is_active", "is_superuser"]
+    actions = ["reset_second_factor"]
 
     def get_queryset(self, request):
-        return super().get_queryset(request).prefetch_related("groups")
+        confirmed = TOTPDevice.objects.filter(user=OuterRef("pk"), confirmed=True)
+        return super().get_queryset(request).prefetch_related("groups").annotate(has_mfa=Exists(confirmed))
 
     @admin.display(description="roles")
     def roles(self, obj: User) -> str:
         return ", ".join(sorted(group.name for group in obj.groups.all()))
+
+    @admin.display(description="second factor", boolean=True, ordering="has_mfa")
+    def second_factor(self, obj: User) -> bool:
+        return obj.has_mfa
+
+    def has_reset_mfa_permission(self, request) -> bool:
+        return _administrator(request)
+
+    @admin.action(
+        description="Reset the second factor of selected users (they set it up again at their next page)",
+        permissions=["reset_mfa"],
+    )
+    def reset_second_factor(self, request, queryset):
+        reset = [user.username for user in queryset if user_mfa_reset(user=user, actor=request.user)]
+        if reset:
+            self.message_user(request, f"Second factor reset for {', '.join(reset)}.", messages.SUCCESS)
+        else:
+            self.message_user(request, "None of the selected users had a second factor.", messages.WARNING)
 
 
 class CustomerAccountForm(forms.ModelForm):
@@ -94,7 +131,8 @@ _ISSUED_PAGE = """{% extends "admin/base_site.html" %}
 <p><strong>Copy this key now: it is shown only this once</strong> (we keep only its digest).
 Send it as <code>Authorization: Bearer &lt;key&gt;</code>.</p>
 <p><code id="api-key">{{ secret }}</code></p>
-<p>Prefix {{ key.prefix }}{% if key.expires_at %}, expires {{ key.expires_at }}{% else %}, no expiry{% endif %}.</p>
+<p>Prefix {{ key.prefix }}{% if key.expires_at %}, expires {{ key.expires_at }}{% else %},
+<strong>never expires</strong>{% endif %}.</p>
 <p><a href="{{ back_url }}">Back to {{ client.name }}</a></p>
 {% endblock %}"""
 
@@ -137,8 +175,15 @@ class ApiClientForm(forms.ModelForm):
 
 class IssueKeyForm(forms.Form):
     expires_days = forms.IntegerField(
-        required=False, min_value=1, max_value=3650, label="Expires in (days)", help_text="Empty: no expiry."
+        min_value=0,
+        max_value=3650,
+        label="Expires in (days)",
+        help_text="0: never expires (not recommended: a leaked key then works until it is revoked).",
     )
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["expires_days"].initial = settings.API_KEY_EXPIRY_DAYS
 
 
 class ApiKeyInline(admin.TabularInline):
@@ -245,13 +290,17 @@ class ApiClientAdmin(AdministratorsOnlyMixin, admin.ModelAdmin):
             return HttpResponseRedirect(context["back_url"])
         form = IssueKeyForm(request.POST if request.method == "POST" else None)
         if form.is_bound and form.is_valid():
-            days = form.cleaned_data["expires_days"]
-            expires_at = timezone.now() + datetime.timedelta(days=days) if days else None
             try:
-                issued = api_key_issue(client=client, actor=request.user, expires_at=expires_at)
+                issued = api_key_issue(
+                    client=client, actor=request.user, expires_days=form.cleaned_data["expires_days"]
+                )
             except ValidationError as error:
                 self.message_user(request, " ".join(error.messages), messages.ERROR)
                 return HttpResponseRedirect(context["back_url"])
+            if issued.key.expires_at is None:
+                self.message_user(
+                    request, "This key never expires: revoke it as soon as it is no longer needed.", messages.WARNING
+                )
             page = engines["django"].from_string(_ISSUED_PAGE)
             response = HttpResponse(page.render({**context, "key": issued.key, "secret": issued.secret}, request))
             response["Cache-Control"] = "no-store"  # the key must not sit in any cache
@@ -282,3 +331,26 @@ class ApiKeyAdmin(AdministratorsOnlyMixin, admin.ModelAdmin):
     def revoke_keys(self, request, queryset):
         revoked = sum(api_key_revoke(key_id=pk, actor=request.user) for pk in queryset.values_list("pk", flat=True))
         self.message_user(request, f"Revoked {revoked} key(s).", messages.SUCCESS)
+
+
+# --- failed sign-ins (django-axes), for administrators ------------------------------------------------
+
+if admin.site.is_registered(AccessFailureLog):
+    admin.site.unregister(AccessFailureLog)
+
+
+@admin.register(AccessFailureLog)
+class FailedSignInAdmin(ReadOnlyAdminMixin, AccessFailureLogAdmin):
+    """Every failed sign-in (user name as typed, client address, time, whether it locked the
+    pair), as django-axes records it: a record, so nobody edits or deletes it here."""
+
+    list_display = ["attempt_time", "username", "ip_address", "locked_out", "user_agent", "path_info"]
+    list_filter = ["locked_out", "attempt_time"]
+    date_hierarchy = "attempt_time"
+    ordering = ["-attempt_time"]
+
+    def has_module_permission(self, request) -> bool:
+        return _administrator(request)
+
+    def has_view_permission(self, request, obj=None) -> bool:
+        return _administrator(request)

@@ -1,5 +1,8 @@
+import datetime
+
 from django.contrib.auth.models import AbstractUser
 from django.db import models
+from django.utils import timezone
 
 from accounts import roles
 
@@ -82,6 +85,25 @@ class ApiClient(models.Model):
         return scope in (self.scopes or [])
 
 
+#: The overview lists administrators the keys that expire within this period.
+API_KEY_EXPIRY_NOTICE = datetime.timedelta(days=30)
+
+
+class ApiKeyQuerySet(models.QuerySet):
+    def live(self, *, at=None):
+        """Keys that authenticate at ``at`` (default: now): neither they nor their client are
+        revoked, and they have not expired."""
+        at = at or timezone.now()
+        return self.filter(revoked_at__isnull=True, client__revoked_at__isnull=True).filter(
+            models.Q(expires_at__isnull=True) | models.Q(expires_at__gt=at)
+        )
+
+    def expiring_within(self, period: datetime.timedelta):
+        """Live keys whose expiry falls within ``period`` from now, soonest first."""
+        now = timezone.now()
+        return self.live(at=now).filter(expires_at__lte=now + period).order_by("expires_at", "pk")
+
+
 class ApiKey(models.Model):
     """One key of an API client. The key is shown once when issued; only its prefix (for
     lookup and display) and a SHA-256 digest are stored. A client may hold several live keys
@@ -95,6 +117,8 @@ class ApiKey(models.Model):
     expires_at = models.DateTimeField(null=True, blank=True)
     revoked_at = models.DateTimeField(null=True, blank=True)
     last_used_at = models.DateTimeField(null=True, blank=True)
+
+    objects = ApiKeyQuerySet.as_manager()
 
     class Meta:
         ordering = ["-created_at"]

@@ -4,16 +4,22 @@ import datetime
 import hashlib
 import hmac
 import logging
+import math
 import secrets
 import string
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
 
+from django.conf import settings
 from django.contrib.auth.models import Group, Permission
 from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
+from django_otp import verify_token as otp_verify_token
+from django_otp.models import Device
+from django_otp.plugins.otp_static.models import StaticDevice, StaticToken
+from django_otp.plugins.otp_totp.models import TOTPDevice
 
 from accounts.models import ApiClient, ApiKey, CustomerAccount, User
 from accounts.roles import ROLE_PERMISSIONS
@@ -203,16 +209,20 @@ def api_client_revoke(*, client_id: int, actor: User | None) -> bool:
 
 
 @transaction.atomic
-def api_key_issue(*, client: ApiClient, actor: User | None, expires_at: datetime.datetime | None = None) -> IssuedKey:
+def api_key_issue(*, client: ApiClient, actor: User | None, expires_days: int | None = None) -> IssuedKey:
     """Issue a new key for ``client``: ``mk_<prefix>_<secret>``. Earlier keys stay valid, so a
     webshop can switch to the new key before the old one is revoked (rotation without downtime).
 
-    Only the prefix and the digest are stored; the returned ``secret`` is the one chance to
-    see the key."""
+    The key expires after ``expires_days`` days: None for the API_KEY_EXPIRY_DAYS setting, 0
+    for never (callers warn about that). Only the prefix and the digest are stored; the
+    returned ``secret`` is the one chance to see the key."""
     if client.revoked_at is not None:
         raise ValidationError("This API client is revoked; create a new client instead.")
-    if expires_at is not None and expires_at <= timezone.now():
-        raise ValidationError({"expires_at": "The expiry must lie in the future."})
+    if expires_days is None:
+        expires_days = settings.API_KEY_EXPIRY_DAYS
+    if expires_days < 0:
+        raise ValidationError({"expires_days": "Give the expiry in days: 1 or more, or 0 for never."})
+    expires_at = timezone.now() + datetime.timedelta(days=expires_days) if expires_days else None
     for _attempt in range(5):
         prefix = "".join(secrets.choice(_PREFIX_ALPHABET) for _ in range(_PREFIX_LENGTH))
         if not ApiKey.objects.filter(prefix=prefix).exists():
@@ -255,7 +265,9 @@ def api_key_check(*, raw_key: str, key: ApiKey | None) -> ApiKey:
     if key.revoked_at is not None or key.client.revoked_at is not None:
         raise ApiKeyError("revoked_key", "The API key has been revoked; ask the back office for a new one.")
     if key.expires_at is not None and key.expires_at <= now:
-        raise ApiKeyError("expired_key", f"The API key expired at {key.expires_at.isoformat()}.")
+        raise ApiKeyError(
+            "expired_key", f"The API key expired at {key.expires_at.isoformat()}; ask the back office for a new one."
+        )
     if key.last_used_at is None or key.last_used_at <= now - LAST_USED_RESOLUTION:
         ApiKey.objects.filter(pk=key.pk).filter(
             Q(last_used_at__isnull=True) | Q(last_used_at__lte=now - LAST_USED_RESOLUTION)
@@ -271,3 +283,102 @@ def api_key_authenticate(*, raw_key: str) -> ApiKey:
     prefix = api_key_prefix(raw_key)
     key = ApiKey.objects.select_related("client").filter(prefix=prefix).first() if prefix is not None else None
     return api_key_check(raw_key=raw_key, key=key)
+
+
+# --- second factor (django-otp) ------------------------------------------------------------------
+
+#: Recovery codes issued at enrolment; each works once, in place of an authenticator code.
+RECOVERY_CODE_COUNT = 10
+TOTP_DEVICE_NAME = "Authenticator app"
+RECOVERY_DEVICE_NAME = "Recovery codes"
+
+
+def user_has_mfa(user: User) -> bool:
+    """True if the user has a confirmed second factor (an authenticator app)."""
+    return TOTPDevice.objects.devices_for_user(user, confirmed=True).exists()
+
+
+@transaction.atomic
+def mfa_enrolment_start(*, user: User) -> TOTPDevice:
+    """The unconfirmed authenticator device of ``user``'s enrolment (created on first call,
+    the same one on a reload, so the QR code the user scanned stays valid). A user who
+    already has a confirmed device must have it reset by an administrator first."""
+    User.objects.select_for_update().get(pk=user.pk)  # two tabs enrolling at once: one device
+    if user_has_mfa(user):
+        raise ValidationError("A second factor is already set up; an administrator can reset it.")
+    device = TOTPDevice.objects.filter(user=user, confirmed=False).order_by("pk").first()
+    if device is None:
+        device = TOTPDevice.objects.create(user=user, name=TOTP_DEVICE_NAME, confirmed=False)
+    return device
+
+
+def mfa_enrolment_confirm(*, user: User, device_id: int, token: str) -> tuple[TOTPDevice, list[str]]:
+    """Confirm the enrolment with a first code from the app: the device becomes the user's
+    second factor, and RECOVERY_CODE_COUNT new recovery codes replace any earlier ones.
+    Returns the device and the codes (shown once: only django-otp's rows keep them).
+    ValidationError for a wrong code or a device that is not this user's pending one."""
+    with transaction.atomic():
+        device = TOTPDevice.objects.select_for_update().filter(pk=device_id, user=user, confirmed=False).first()
+        if device is None:
+            raise ValidationError("This enrolment is no longer pending; start again.")
+        _raise_if_throttled(device)
+        # A wrong code is raised only after this block: django-otp's throttle count must commit.
+        accepted = device.verify_token(token.strip())
+        if accepted:
+            TOTPDevice.objects.filter(pk=device.pk, confirmed=False).update(confirmed=True)
+            device.confirmed = True
+            TOTPDevice.objects.filter(user=user, confirmed=False).delete()  # other abandoned enrolments
+            StaticDevice.objects.filter(user=user).delete()
+            recovery = StaticDevice.objects.create(user=user, name=RECOVERY_DEVICE_NAME, confirmed=True)
+            codes = [StaticToken.random_token() for _ in range(RECOVERY_CODE_COUNT)]
+            StaticToken.objects.bulk_create([StaticToken(device=recovery, token=code) for code in codes])
+    if not accepted:
+        raise ValidationError("That code is not right; check the clock of the phone and try the next code.")
+    logger.info("Second factor set up by %s", user.get_username())
+    return device, codes
+
+
+def _raise_if_throttled(device: Device) -> None:
+    """django-otp's throttle: after each wrong code, the wait before the next try doubles."""
+    allowed, extra = device.verify_is_allowed()
+    if not allowed:
+        locked_until = (extra or {}).get("locked_until")
+        if locked_until is None:
+            raise ValidationError("Too many wrong codes; try again later.")
+        wait = max(1, math.ceil((locked_until - timezone.now()).total_seconds()))
+        raise ValidationError(f"Too many wrong codes; try again in {wait} second{'s' if wait > 1 else ''}.")
+
+
+def mfa_verify(*, user: User, code: str) -> Device:
+    """The device of ``user`` that accepts ``code``: six digits are a code of the authenticator
+    app, anything else a recovery code (used up by this). The check is django-otp's, against
+    that one device, with its throttling (each wrong code doubles the wait before the next
+    try). ValidationError says why not; the caller then marks the session verified
+    (``django_otp.login``)."""
+    code = "".join(code.split()).lower()
+    if not code:
+        raise ValidationError("Enter the code from your authenticator app, or a recovery code.")
+    model = TOTPDevice if code.isdigit() else StaticDevice
+    device = model.objects.devices_for_user(user, confirmed=True).first()
+    if model is StaticDevice and (device is None or not device.token_set.exists()):
+        raise ValidationError("You have no recovery codes left.")
+    if device is None:
+        raise ValidationError("That code is not right.")
+    _raise_if_throttled(device)
+    verified = otp_verify_token(user, device.persistent_id, code)
+    if verified is None:
+        raise ValidationError("That code is not right.")
+    return verified
+
+
+@transaction.atomic
+def user_mfa_reset(*, user: User, actor: User | None) -> int:
+    """Remove every second-factor device of ``user`` (a lost phone, no recovery codes left).
+    The user's sessions then count as not verified, and the next page asks them to enrol
+    again. Returns the number of devices removed (0: there was nothing to reset)."""
+    removed = 0
+    for model in (TOTPDevice, StaticDevice):
+        _total, per_model = model.objects.filter(user=user).delete()  # the total counts tokens too
+        removed += per_model.get(model._meta.label, 0)
+    logger.warning("Second factor of %s reset by %s (%d devices)", user.get_username(), actor, removed)
+    return removed

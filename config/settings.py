@@ -47,6 +47,11 @@ INSTALLED_APPS = [
     "csp",
     "auditlog",
     "audit",
+    # Second factor for staff (TOTP apps and one-time recovery codes); before "accounts", whose
+    # admin module takes the devices off the admin site (see accounts/admin.py).
+    "django_otp",
+    "django_otp.plugins.otp_totp",
+    "django_otp.plugins.otp_static",
     "accounts",
     "catalog",
     "orders",
@@ -64,7 +69,12 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    # request.user.is_verified(): whether this session passed the second factor.
+    "django_otp.middleware.OTPMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
+    # After messages (the sign-out notice), before any view: the 8-hour limit, then MFA.
+    "config.middleware.SessionLifetimeMiddleware",
+    "config.middleware.MfaRequiredMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     # Last, as django-axes asks: it turns a lockout signalled by the backend into a response.
     "axes.middleware.AxesMiddleware",
@@ -127,6 +137,18 @@ AUTH_PASSWORD_VALIDATORS = [
 SESSION_COOKIE_AGE = env_int("SESSION_IDLE_TIMEOUT", 30 * 60, minimum=60)
 SESSION_SAVE_EVERY_REQUEST = True
 SESSION_EXPIRE_AT_BROWSER_CLOSE = True
+# Absolute lifetime: however active, a session ends this many seconds after its sign-in
+# (config.middleware.SessionLifetimeMiddleware), so a stolen session cookie is not good forever.
+SESSION_ABSOLUTE_LIFETIME = env_int("SESSION_ABSOLUTE_LIFETIME", 8 * 60 * 60, minimum=300)
+if SESSION_ABSOLUTE_LIFETIME < SESSION_COOKIE_AGE:
+    raise ImproperlyConfigured("SESSION_ABSOLUTE_LIFETIME must not be below SESSION_IDLE_TIMEOUT.")
+
+# Second factor (django-otp): every back-office page (and the API's staff sessions) needs a
+# session verified with a TOTP code or a recovery code. Off only for development (DEBUG=true,
+# the demo users of `make run`); `check --deploy` warns when it is off without DEBUG.
+MFA_REQUIRED = env_bool("MFA_REQUIRED", not DEBUG)
+# The name authenticator apps show next to the user name.
+OTP_TOTP_ISSUER = env_str("MFA_ISSUER", "Merchandising back office")
 
 # Login lockout (django-axes): after AXES_FAILURE_LIMIT failed logins for the same user name
 # from the same address, that combination is locked for AXES_COOLOFF_MINUTES. Locking the
@@ -142,6 +164,9 @@ AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
 TRUSTED_PROXY_COUNT = env_int("TRUSTED_PROXY_COUNT", 0, minimum=0)
 AXES_CLIENT_IP_CALLABLE = "config.access.client_ip"
 AXES_VERBOSE = False
+# Every failed sign-in is kept (AccessFailureLog, read-only in the admin for administrators);
+# config.access logs each failure and lockout with user name and address at WARNING.
+AXES_ENABLE_ACCESS_FAILURE_LOG = True
 
 # --- Security ---------------------------------------------------------------------------------
 SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", not DEBUG)
@@ -155,9 +180,18 @@ SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", True
 SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", True)
 SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
+# Cookies: Secure and with the __Host- prefix (the browser then refuses them without Secure,
+# with a Domain, or with a Path other than /, so no sibling subdomain can plant or read them).
+# Under DEBUG (make run on http://127.0.0.1) neither Secure nor the prefix can work: plain names.
 SESSION_COOKIE_SECURE = not DEBUG
 CSRF_COOKIE_SECURE = not DEBUG
+SESSION_COOKIE_NAME = "__Host-sessionid" if SESSION_COOKIE_SECURE else "sessionid"
+CSRF_COOKIE_NAME = "__Host-csrftoken" if CSRF_COOKIE_SECURE else "csrftoken"
+# No script reads either cookie: the pages put the CSRF token in the DOM (hx-headers, forms).
 SESSION_COOKIE_HTTPONLY = True
+CSRF_COOKIE_HTTPONLY = True
+SESSION_COOKIE_SAMESITE = "Lax"
+CSRF_COOKIE_SAMESITE = "Lax"
 X_FRAME_OPTIONS = "DENY"
 
 # Content Security Policy (django-csp): our own scripts and styles only, nothing inline for
@@ -171,7 +205,7 @@ CONTENT_SECURITY_POLICY = {
         "font-src": [SELF],
         "connect-src": [SELF],
         "object-src": [NONE],
-        "base-uri": [SELF],
+        "base-uri": [NONE],
         "frame-ancestors": [NONE],
         "form-action": [SELF],
     },
@@ -266,6 +300,8 @@ API_SYNC_PAGE_SIZE = env_int("API_SYNC_PAGE_SIZE", 500, minimum=1)
 API_SYNC_MAX_PAGE_SIZE = env_int("API_SYNC_MAX_PAGE_SIZE", 2000, minimum=1)
 if API_SYNC_PAGE_SIZE > API_SYNC_MAX_PAGE_SIZE:
     raise ImproperlyConfigured("API_SYNC_PAGE_SIZE must not exceed API_SYNC_MAX_PAGE_SIZE.")
+# A new API key expires after this many days unless its issuer says otherwise (0 there: never).
+API_KEY_EXPIRY_DAYS = env_int("API_KEY_EXPIRY_DAYS", 365, minimum=1)
 
 # --- Celery -----------------------------------------------------------------------------------
 # Without a broker, tasks run in-process and eagerly: the embedded default needs no services.
@@ -333,5 +369,6 @@ LOGGING = {
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
     # django-axes logs every successful login at INFO; lockouts are WARNING and still show.
-    "loggers": {"axes": {"level": "WARNING"}},
+    # Sign-in failures and lockouts (config.access) show whatever LOG_LEVEL says.
+    "loggers": {"axes": {"level": "WARNING"}, "backoffice.security": {"level": "WARNING"}},
 }

@@ -9,6 +9,11 @@ import os
 os.environ.setdefault("SECRET_KEY", "test-secret-key-only-for-the-test-suite-0123456789abcdef")
 os.environ.setdefault("SECURE_SSL_REDIRECT", "false")
 os.environ.setdefault("ALLOWED_HOSTS", "testserver,localhost,127.0.0.1")
+# The suite signs users in with client.force_login, which has no second factor. Tests of the
+# back office's pages therefore run with MFA off; tests/accounts/test_mfa.py turns it on
+# (settings.MFA_REQUIRED = True) and walks every back-office URL with an unverified session.
+# Production keeps the default (on whenever DEBUG is off).
+os.environ.setdefault("MFA_REQUIRED", "false")
 
 from config.settings import *  # noqa: E402,F403
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 
+from django.conf import settings
 from django.db import connection
 from rest_framework import exceptions
 from rest_framework.authentication import BaseAuthentication, SessionAuthentication
@@ -142,4 +143,18 @@ class ApiKeyAuthentication(BaseAuthentication):
 
 class StaffSessionAuthentication(SessionAuthentication):
     """A signed-in back-office user (the permissions then allow reads only, and only with a
-    role). DRF checks CSRF for unsafe methods."""
+    role). DRF checks CSRF for unsafe methods. With MFA_REQUIRED, a session that has not
+    passed the second factor is refused (401), like every back-office page."""
+
+    def authenticate(self, request):
+        result = super().authenticate(request)
+        if result is None or not settings.MFA_REQUIRED:
+            return result
+        user = result[0]
+        is_verified = getattr(user, "is_verified", None)  # set by django-otp's middleware
+        if is_verified is None or not is_verified():
+            raise exceptions.AuthenticationFailed(
+                "This session has not passed the second factor: enter your code in the back office first.",
+                code="second_factor_required",
+            )
+        return result

@@ -104,3 +104,68 @@ def test_spoofed_forwarded_for_does_not_escape_the_lockout(client, specialist, s
     for i in range(settings.AXES_FAILURE_LIMIT):
         attempt(f"6.6.6.{i}")
     assert attempt("6.6.6.99", "correct-horse-battery").status_code == 429
+
+
+# --- failed sign-ins and lockouts: logged with user name and address, listed for administrators -------------
+
+
+def security_lines(caplog) -> list[str]:
+    return [
+        (record.levelname, record.getMessage()) for record in caplog.records if record.name == "backoffice.security"
+    ]
+
+
+def test_failures_and_the_lockout_are_logged_with_username_and_address(client, specialist, caplog):
+    caplog.set_level("WARNING", logger="backoffice.security")
+
+    def attempt(username, password="wrong"):
+        return client.post(
+            "/admin/login/?next=/", {"username": username, "password": password}, REMOTE_ADDR="203.0.113.7"
+        )
+
+    attempt("nobody-here")  # an unknown user name is logged as typed
+    for _ in range(settings.AXES_FAILURE_LIMIT):
+        attempt("specialist")
+    assert attempt("specialist", "correct-horse-battery").status_code == 429
+    failed = ("WARNING", "Sign-in failed: username='specialist' ip=203.0.113.7")
+    locked = "Sign-in locked out: username='specialist' ip=203.0.113.7 after {} failed attempts, for 15 minutes"
+    assert security_lines(caplog) == [
+        ("WARNING", "Sign-in failed: username='nobody-here' ip=203.0.113.7"),
+        *[failed] * 4,
+        ("WARNING", locked.format(5)),
+        failed,
+        # A try while locked counts too and starts the cool-off again (axes' default).
+        ("WARNING", locked.format(6)),
+        failed,
+    ]
+    # No password in any log line, wrong or right.
+    assert not [r for r in caplog.records if "wrong" in r.getMessage() or "correct-horse" in r.getMessage()]
+
+
+def test_a_username_cannot_forge_log_lines(client, db, caplog):
+    caplog.set_level("WARNING", logger="backoffice.security")
+    client.post("/admin/login/", {"username": "x\nSign-in ok: admin", "password": "wrong"})
+    assert security_lines(caplog) == [("WARNING", "Sign-in failed: username='x\\nSign-in ok: admin' ip=127.0.0.1")]
+
+
+def test_failed_sign_ins_are_listed_for_administrators_only(client, specialist, marketer, administrator):
+    from axes.models import AccessFailureLog
+
+    for _ in range(settings.AXES_FAILURE_LIMIT):
+        login(client, "specialist", "wrong")
+    rows = list(AccessFailureLog.objects.order_by("attempt_time").values_list("username", "ip_address", "locked_out"))
+    assert rows == [("specialist", "127.0.0.1", False)] * 4 + [("specialist", "127.0.0.1", True)]
+    url = "/admin/axes/accessfailurelog/"
+    for user in (specialist, marketer):
+        client.force_login(user)
+        assert client.get(url).status_code == 403
+        assert "accessfailurelog" not in client.get("/admin/").content.decode()
+    client.force_login(administrator)
+    page = client.get(url)
+    assert page.status_code == 200
+    assert page.content.decode().count('<td class="field-username">specialist</td>') == 5
+    entry = AccessFailureLog.objects.first()
+    assert client.post(f"{url}{entry.pk}/delete/", {"post": "yes"}).status_code == 403
+    assert client.post(f"{url}{entry.pk}/change/", {"username": "someone-else"}).status_code == 403
+    assert client.get(f"{url}add/").status_code == 403
+    assert AccessFailureLog.objects.count() == 5

@@ -26,14 +26,14 @@ def _fresh_cache():
 
 @pytest.fixture
 def make_key(db):
-    """make_key(scopes=["read"], name=None, rate=None, expires_at=None) -> (client, raw key)."""
+    """make_key(scopes=["read"], name=None, rate=None, expires_days=None) -> (client, raw key)."""
     counter = iter(range(1000))
 
-    def make(scopes=("read",), name=None, rate=None, expires_at=None):
+    def make(scopes=("read",), name=None, rate=None, expires_days=None):
         client = api_client_create(
             name=name or f"client-{next(counter)}", scopes=list(scopes), rate_per_minute=rate, actor=None
         )
-        issued = api_key_issue(client=client, actor=None, expires_at=expires_at)
+        issued = api_key_issue(client=client, actor=None, expires_days=expires_days)
         return client, issued.secret
 
     return make

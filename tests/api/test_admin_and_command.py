@@ -130,7 +130,7 @@ def test_command_rotation_issues_a_second_live_key(db):
     [
         (["x", "--scopes", "write"], "Unknown scope"),
         (["x", "--scopes", ""], "at least one scope"),
-        (["x", "--expires-days", "0"], "at least 1"),
+        (["x", "--expires-days", "-1"], r"0 \(never\) or more"),
         (["nobody", "--rotate"], "no API client"),
     ],
 )

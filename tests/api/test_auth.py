@@ -9,6 +9,7 @@ import hashlib
 import re
 
 import pytest
+import time_machine
 from django.test import Client
 from django.urls import URLPattern, URLResolver, get_resolver
 from django.utils import timezone
@@ -131,7 +132,8 @@ def test_revoked_client_is_401_for_every_key(make_key, catalog):
 
 
 def test_expired_key_is_401_and_a_key_before_its_expiry_works(make_key, catalog):
-    _client, raw = make_key(expires_at=timezone.now() + datetime.timedelta(hours=1))
+    _client, raw = make_key()
+    ApiKey.objects.update(expires_at=timezone.now() + datetime.timedelta(hours=1))
     assert bearer(raw).get(RECS).status_code == 200
     ApiKey.objects.update(expires_at=timezone.now() - datetime.timedelta(seconds=1))
     response = bearer(raw).get(RECS)
@@ -249,3 +251,110 @@ def test_webshop_key_gets_403_on_every_back_office_url(api, catalog):
 def test_a_session_is_not_refused_outside_the_api(client, specialist):
     client.force_login(specialist)
     assert client.get("/").status_code == 200
+
+
+# --- keys expire by default ----------------------------------------------------------------------------------
+
+NOW = datetime.datetime(2026, 3, 2, 9, 0, tzinfo=datetime.UTC)
+
+
+def test_a_new_key_expires_after_the_setting_unless_told_otherwise(db, settings):
+    from django.core.exceptions import ValidationError
+
+    from accounts.services import api_client_create
+
+    client = api_client_create(name="webshop", scopes=["read"], actor=None)
+    with time_machine.travel(NOW, tick=False):
+        assert settings.API_KEY_EXPIRY_DAYS == 365
+        assert api_key_issue(client=client, actor=None).key.expires_at == NOW + datetime.timedelta(days=365)
+        settings.API_KEY_EXPIRY_DAYS = 90
+        assert api_key_issue(client=client, actor=None).key.expires_at == NOW + datetime.timedelta(days=90)
+        assert api_key_issue(client=client, actor=None, expires_days=7).key.expires_at == NOW + datetime.timedelta(
+            days=7
+        )
+        assert api_key_issue(client=client, actor=None, expires_days=0).key.expires_at is None
+        with pytest.raises(ValidationError, match="0 for never"):
+            api_key_issue(client=client, actor=None, expires_days=-1)
+    assert client.keys.count() == 4
+
+
+def test_an_expired_key_gets_401_with_a_readable_message(make_key, catalog):
+    with time_machine.travel(NOW, tick=False) as clock:
+        _client, raw = make_key(expires_days=30)
+        clock.shift(datetime.timedelta(days=30) - datetime.timedelta(seconds=1))
+        assert bearer(raw).get(RECS).status_code == 200
+        clock.shift(datetime.timedelta(seconds=1))
+        response = bearer(raw).get(RECS)
+    assert response.status_code == 401
+    assert response.json() == {
+        "error": {
+            "code": "expired_key",
+            "message": "The API key expired at 2026-04-01T09:00:00+00:00; ask the back office for a new one.",
+        }
+    }
+
+
+def test_the_command_defaults_to_the_setting_and_warns_about_a_key_that_never_expires(db):
+    import io
+
+    from django.core.management import call_command
+
+    def run(*args):
+        out, err = io.StringIO(), io.StringIO()
+        call_command("create_api_client", *args, stdout=out, stderr=err)
+        return out.getvalue().strip(), err.getvalue()
+
+    with time_machine.travel(NOW, tick=False):
+        key, messages = run("webshop")
+        assert api_key_authenticate(raw_key=key).expires_at == NOW + datetime.timedelta(days=365)
+        assert "expires 2027-03-02T09:00:00+00:00" in messages
+        assert "WARNING" not in messages
+        key, messages = run("webshop", "--rotate", "--expires-days", "0")
+    assert api_key_authenticate(raw_key=key).expires_at is None
+    assert "(no expiry)" in messages
+    assert "WARNING: this key never expires." in messages
+
+
+def test_the_admin_offers_the_default_expiry_and_warns_about_never(client, administrator, make_key):
+    api_client, _raw = make_key()
+    client.force_login(administrator)
+    url = f"/admin/accounts/apiclient/{api_client.pk}/issue-key/"
+    form = client.get(url).content.decode()
+    assert re.search(r'name="expires_days" value="365"', form)
+    response = client.post(url, {"expires_days": "0"})
+    assert response.status_code == 200
+    assert "never expires" in response.content.decode()
+    assert [str(m) for m in response.wsgi_request._messages] == [
+        "This key never expires: revoke it as soon as it is no longer needed."
+    ]
+    assert api_client.keys.filter(expires_at__isnull=True).count() == 1
+    assert client.post(url, {"expires_days": ""}).status_code == 200  # the form again, with its error
+    assert api_client.keys.count() == 2
+
+
+def test_the_overview_lists_keys_expiring_within_30_days_for_administrators(client, administrator, specialist):
+    from accounts.services import api_client_create
+
+    with time_machine.travel(NOW, tick=False) as clock:
+        shop = api_client_create(name="webshop", scopes=["read"], actor=None)
+        indexer = api_client_create(name="indexer", scopes=["read"], actor=None)
+        soon = api_key_issue(client=shop, actor=None, expires_days=10).key
+        sooner = api_key_issue(client=indexer, actor=None, expires_days=3).key
+        api_key_issue(client=shop, actor=None, expires_days=33)  # 31 days left: not yet
+        api_key_issue(client=shop, actor=None, expires_days=0)  # never
+        revoked = api_key_issue(client=shop, actor=None, expires_days=5).key
+        api_key_revoke(key_id=revoked.pk, actor=None)
+        gone = api_key_issue(client=shop, actor=None, expires_days=1).key
+        clock.shift(datetime.timedelta(days=2))  # `gone` has expired
+        assert [key.pk for key in ApiKey.objects.expiring_within(datetime.timedelta(days=30))] == [
+            sooner.pk,
+            soon.pk,
+        ]
+        client.force_login(administrator)
+        page = client.get("/").content.decode()
+        section = page.split('id="expiring-keys"')[1].split("</table>")[0]
+        assert re.findall(r"<code>(\w+)</code>", section) == [sooner.prefix, soon.prefix]
+        assert "API keys expiring within 30 days" in page
+        assert gone.prefix not in section
+        client.force_login(specialist)
+        assert "expiring-keys" not in client.get("/").content.decode()

@@ -7,7 +7,10 @@ Skips without /usr/bin/chromium or Playwright, except with REQUIRE_SERVICES=1 (C
 
 from __future__ import annotations
 
+from urllib.parse import urlsplit
+
 import pytest
+from django.conf import settings as django_settings
 
 from accounts.roles import MARKETING
 from tests.factories import UserFactory
@@ -22,8 +25,20 @@ def test_redoc_renders_the_schema_under_the_csp(page, live_server, client):  # n
     roles_sync()
     user = UserFactory(username="reader", role=MARKETING)
     client.force_login(user)
-    cookie = client.cookies["sessionid"]
-    page.context.add_cookies([{"name": "sessionid", "value": cookie.value, "url": live_server.url}])
+    cookie = client.cookies[django_settings.SESSION_COOKIE_NAME]
+    # Secure and on path /, as the __Host- prefix requires (Chromium counts http://localhost as secure).
+    page.context.add_cookies(
+        [
+            {
+                "name": django_settings.SESSION_COOKIE_NAME,
+                "value": cookie.value,
+                # Host-only (no Domain attribute is sent for it), as the __Host- prefix requires.
+                "domain": urlsplit(live_server.url).hostname,
+                "path": "/",
+                "secure": True,
+            }
+        ]
+    )
     page.goto(f"{live_server.url}/api/v1/docs/")
     page.wait_for_selector("h2:has-text('Recommendations for a whole cart')", timeout=20_000)
     assert page.locator("h2:has-text('Bulk sync of the published links')").count() == 1

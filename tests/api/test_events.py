@@ -7,6 +7,7 @@ from __future__ import annotations
 import datetime
 
 import pytest
+from django.conf import settings as django_settings
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
@@ -553,7 +554,7 @@ def test_a_staff_session_with_a_csrf_token_still_cannot_post_events(specialist):
     from django.middleware.csrf import _get_new_csrf_string
 
     token_value = _get_new_csrf_string()
-    api.cookies["csrftoken"] = token_value
+    api.cookies[django_settings.CSRF_COOKIE_NAME] = token_value
 
     response = post(api, {"events": [recent_event("e-1")]}, HTTP_X_CSRFTOKEN=token_value)
 

@@ -16,6 +16,7 @@ CONFIG_VARIABLES = [
     "TIME_ZONE", "SESSION_IDLE_TIMEOUT", "TRUSTED_PROXY_COUNT",
     "SECURE_SSL_REDIRECT", "CELERY_TASK_TIME_LIMIT", "CELERY_TASK_SOFT_TIME_LIMIT",
     "MINING_HEARTBEAT_SECONDS", "MINING_ABANDONED_AFTER_HEARTBEATS",
+    "MFA_REQUIRED", "SESSION_ABSOLUTE_LIFETIME", "API_KEY_EXPIRY_DAYS",
 ]  # fmt: skip
 
 
@@ -164,3 +165,33 @@ def test_mining_heartbeat_defaults(monkeypatch):
     assert (values["MINING_HEARTBEAT_SECONDS"], values["MINING_ABANDONED_AFTER_HEARTBEATS"]) == (10, 6)
     values = load(monkeypatch, MINING_HEARTBEAT_SECONDS="2", MINING_ABANDONED_AFTER_HEARTBEATS="3")
     assert (values["MINING_HEARTBEAT_SECONDS"], values["MINING_ABANDONED_AFTER_HEARTBEATS"]) == (2, 3)
+
+
+def test_sign_in_security_defaults(monkeypatch):
+    production = load(monkeypatch)
+    assert production["MFA_REQUIRED"] is True
+    assert production["SESSION_ABSOLUTE_LIFETIME"] == 8 * 60 * 60
+    assert production["API_KEY_EXPIRY_DAYS"] == 365
+    assert production["CONTENT_SECURITY_POLICY"]["DIRECTIVES"]["base-uri"] == ["'none'"]
+    assert "django_otp.middleware.OTPMiddleware" in production["MIDDLEWARE"]
+    middleware = production["MIDDLEWARE"]
+    assert middleware.index("django_otp.middleware.OTPMiddleware") == (
+        middleware.index("django.contrib.auth.middleware.AuthenticationMiddleware") + 1
+    )
+    assert load(monkeypatch, DEBUG="true")["MFA_REQUIRED"] is False  # make run's demo users only
+    assert load(monkeypatch, DEBUG="true", MFA_REQUIRED="true")["MFA_REQUIRED"] is True
+    assert load(monkeypatch, API_KEY_EXPIRY_DAYS="30")["API_KEY_EXPIRY_DAYS"] == 30
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "message"),
+    [
+        ("MFA_REQUIRED", "sometimes", "MFA_REQUIRED='sometimes' is not a boolean"),
+        ("API_KEY_EXPIRY_DAYS", "0", "API_KEY_EXPIRY_DAYS=0 is below the minimum of 1"),
+        ("SESSION_ABSOLUTE_LIFETIME", "8h", "SESSION_ABSOLUTE_LIFETIME='8h' is not a whole number"),
+    ],
+)
+def test_sign_in_settings_fail_naming_the_variable(monkeypatch, variable, value, message):
+    with pytest.raises(ImproperlyConfigured) as excinfo:
+        load(monkeypatch, **{variable: value})
+    assert str(excinfo.value).startswith(message)

@@ -1,9 +1,7 @@
-import datetime
-
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
-from django.utils import timezone
 
 from accounts.models import ApiClient
 from accounts.services import api_client_create, api_key_issue
@@ -19,15 +17,19 @@ class Command(BaseCommand):
     def add_arguments(self, parser):
         parser.add_argument("name", help="the client's name, e.g. webshop")
         parser.add_argument("--scopes", default="read", help="comma-separated: read, events (default: read)")
-        parser.add_argument("--expires-days", type=int, help="the key expires after this many days (default: never)")
+        parser.add_argument(
+            "--expires-days",
+            type=int,
+            help="the key expires after this many days; 0: never (not recommended). "
+            f"Default: the API_KEY_EXPIRY_DAYS setting ({settings.API_KEY_EXPIRY_DAYS})",
+        )
         parser.add_argument("--rate", type=int, help="requests per minute (default: the API_RATE_PER_MINUTE setting)")
         parser.add_argument("--rotate", action="store_true", help="issue another key for an existing client")
 
     @transaction.atomic
     def handle(self, *args, name, scopes, expires_days, rate, rotate, **options):
-        if expires_days is not None and expires_days < 1:
-            raise CommandError("--expires-days must be at least 1.")
-        expires_at = timezone.now() + datetime.timedelta(days=expires_days) if expires_days else None
+        if expires_days is not None and expires_days < 0:
+            raise CommandError("--expires-days must be 0 (never) or more.")
         client = ApiClient.objects.filter(name=name).first()
         try:
             if client is None:
@@ -38,9 +40,14 @@ class Command(BaseCommand):
                 self.stderr.write(f"Created API client {client.name!r} with scopes {', '.join(client.scopes)}.")
             elif not rotate:
                 raise CommandError(f"API client {name!r} exists; use --rotate to issue it another key.")
-            issued = api_key_issue(client=client, actor=None, expires_at=expires_at)
+            issued = api_key_issue(client=client, actor=None, expires_days=expires_days)
         except ValidationError as error:
             raise CommandError(" ".join(error.messages)) from None
         expiry = f"expires {issued.key.expires_at.isoformat()}" if issued.key.expires_at else "no expiry"
+        if issued.key.expires_at is None:
+            self.stderr.write(
+                "WARNING: this key never expires. A leaked key then works until someone revokes it; "
+                "prefer an expiry and rotate the key (--rotate) before it."
+            )
         self.stderr.write(f"New key {issued.key.prefix} for {client.name!r} ({expiry}). Shown only now:")
         self.stdout.write(issued.secret)
