@@ -2,6 +2,7 @@ from django.contrib.auth.models import AbstractUser
 from django.db import models
 
 from accounts import roles
+from audit.conflicts import VersionedModel
 
 
 class User(AbstractUser):
@@ -26,7 +27,7 @@ class User(AbstractUser):
         return bool(wanted.intersection(self.role_names))
 
 
-class CustomerAccount(models.Model):
+class CustomerAccount(VersionedModel):
     """A B2B customer of the webshop (not a user of the back office)."""
 
     class BrandMode(models.TextChoices):

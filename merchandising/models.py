@@ -13,8 +13,10 @@ from django.db import models
 from django.db.models import F, Q
 from django.db.models.functions import Coalesce
 
+from audit.conflicts import VersionedModel
 
-class MiningSettings(models.Model):
+
+class MiningSettings(VersionedModel):
     """The stored default configuration of a mining run (one row, pk=1). A run copies these
     into its own ``parameters``; command options override them for one run."""
 
@@ -503,6 +505,22 @@ class PublishEvent(models.Model):
 
     def __str__(self) -> str:
         return f"Publish #{self.generation}"
+
+
+class LinkList(VersionedModel):
+    """The version of one source product's list of links of one type (what the links page
+    shows and reorders as a whole). Every link change of the list raises it
+    (merchandising.services.links); a reorder sent from a page showing an older version is
+    refused. No row yet means the first version."""
+
+    source = models.ForeignKey("catalog.Product", on_delete=models.CASCADE, related_name="+")
+    type = models.CharField(max_length=20, choices=LinkType.choices)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["source", "type"], name="merchandising_linklist_unique")]
+
+    def __str__(self) -> str:
+        return f"{self.source_id} {self.type} v{self.version}"
 
 
 class LinkChange(models.Model):
