@@ -93,9 +93,7 @@ class EditConflict(ValidationError):
         self.changes = list(changes)
         self.actor_label = actor_label
         self.at = at
-        super().__init__(
-            conflict_message(changes=self.changes, actor_label=actor_label, at=at), code="edit_conflict"
-        )
+        super().__init__(conflict_message(changes=self.changes, actor_label=actor_label, at=at), code="edit_conflict")
 
     @property
     def message_text(self) -> str:

@@ -14,7 +14,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from django import forms
-from django.core.exceptions import ValidationError
+from django.core.exceptions import FieldDoesNotExist, ValidationError
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db.models import Model, QuerySet
 from django.forms.models import model_to_dict
@@ -115,7 +115,7 @@ class VersionedModelForm(forms.ModelForm):
         """The model field's verbose name ("unit price", "SKU"): reads well inside a sentence."""
         try:
             return str(self._meta.model._meta.get_field(name).verbose_name)
-        except Exception:  # a form field that is not a model field
+        except FieldDoesNotExist:  # a form field that is not a model field
             return str(self.fields[name].label or name).lower()
 
     def stored_object(self) -> Model:

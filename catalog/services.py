@@ -204,7 +204,9 @@ def _bulk_set(*, products: QuerySet[Product], field: str, value: Any, actor, sou
         now = timezone.now()
         ids = [pk for pk, _sku, _old in changing]
         changed = (
-            Product.objects.filter(pk__in=ids).exclude(**{field: value}).update(**{field: value, "updated_at": now}, **version_bump())
+            Product.objects.filter(pk__in=ids)
+            .exclude(**{field: value})
+            .update(**{field: value, "updated_at": now}, **version_bump())
         )
         _record(
             products_changes=[

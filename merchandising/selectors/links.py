@@ -10,8 +10,8 @@ from typing import Any
 
 from django.db.models import QuerySet
 
-from catalog.models import Product
 from audit.conflicts import FIRST_VERSION
+from catalog.models import Product
 from merchandising.models import LINK_LABELS, Link, LinkChange, LinkList, LinkType, PublishedLink
 from merchandising.services.links import PUBLISHED_FIELDS, PublishDiff
 

@@ -17,6 +17,7 @@ from django.utils import timezone
 
 from accounts.roles import PRODUCT_SPECIALIST
 from audit.conflicts import EditConflict, FieldChange, conflict_message
+from audit.forms import VersionedModelForm
 from audit.models import AuditEntry, Via
 from audit.services import audit_record
 from catalog.models import Brand, Category, Product, ProductStatus
@@ -210,7 +211,9 @@ def test_message_without_history_and_without_fields():
     assert conflict_message(changes=changes, actor_label=None, at=None) == (
         f"Saved meanwhile by another user: unit price 10.00 → 12.00. {NOT_SAVED}"
     )
-    assert conflict_message(changes=[], actor_label="ann", at=SAVED_AT) == f"Saved meanwhile by ann at {WHEN}. {NOT_SAVED}"
+    assert (
+        conflict_message(changes=[], actor_label="ann", at=SAVED_AT) == f"Saved meanwhile by ann at {WHEN}. {NOT_SAVED}"
+    )
 
 
 # --- two saves at the same moment -------------------------------------------------------------
@@ -244,3 +247,34 @@ def test_two_threads_saving_the_same_version_one_wins(ann):
     winner = next(name for name, outcome in outcomes.items() if outcome == "saved")
     assert Product.objects.values_list("name", "version").get(pk=product.pk) == (winner, 2)
     assert timezone.now()  # the test ran against the real clock (no time travel here)
+
+
+def test_a_save_between_the_form_check_and_the_write_is_refused_too(monkeypatch, ann, bob):
+    """The form's check reads the version before the service writes; a save committed in
+    between is caught by the service's conditional update, and the form is shown again."""
+    product = ProductFactory(name="Drill", unit_price=Decimal("10"))
+    bob_session = session(bob)
+    bob_form = admin_form_data(bob_session.get(product_url(product)))
+    ann_copy = Product.objects.get(pk=product.pk)
+    ann_copy.unit_price = Decimal("12")
+    product_save(product=ann_copy, actor=ann, expected_version=1)
+    real_stored_object = VersionedModelForm.stored_object
+    calls = []
+
+    def read_before_anns_save(form):
+        stored = real_stored_object(form)
+        if not calls:  # the first check read the row just before Ann's save committed
+            stored.version = 1
+        calls.append(stored.version)
+        return stored
+
+    monkeypatch.setattr(VersionedModelForm, "stored_object", read_before_anns_save)
+    response = bob_session.post(product_url(product), {**bob_form, "name": "Cordless drill"})
+    assert calls == [1, 2]  # the check passed, the service refused, the second check saw Ann's save
+    assert response.status_code == 200
+    assert errors_of(response)[0].endswith(f": unit price 10.0000 → 12.0000. {NOT_SAVED}")
+    assert Product.objects.values_list("name", "unit_price", "version").get(pk=product.pk) == (
+        "Drill",
+        Decimal("12.0000"),
+        2,
+    )
