@@ -16,6 +16,7 @@ from typing import Any
 from django import forms
 from django.core.exceptions import FieldDoesNotExist, ValidationError
 from django.core.serializers.json import DjangoJSONEncoder
+from django.db import router, transaction
 from django.db.models import Model, QuerySet
 from django.forms.models import model_to_dict
 
@@ -119,8 +120,13 @@ class VersionedModelForm(forms.ModelForm):
             return str(self.fields[name].label or name).lower()
 
     def stored_object(self) -> Model:
-        """The stored row, locked until the end of the transaction where the database can."""
-        return type(self.instance)._default_manager.select_for_update().get(pk=self.instance.pk)
+        """The stored row; inside a transaction (the admin's) locked until it ends, so no save
+        can slip in between this check and the service's write on PostgreSQL."""
+        rows = type(self.instance)._default_manager
+        model = type(self.instance)
+        if transaction.get_connection(router.db_for_write(model)).in_atomic_block:
+            rows = rows.select_for_update()
+        return rows.get(pk=self.instance.pk)
 
     def clean(self):
         cleaned = super().clean()
