@@ -22,8 +22,10 @@ from accounts.services import (
     api_client_update,
     api_key_issue,
     api_key_revoke,
+    customer_account_save,
     user_mfa_reset,
 )
+from audit.forms import VersionedAdminMixin, VersionedModelForm
 from config.admin_site import ReadOnlyAdminMixin
 from orders.admin import orders_url
 from orders.models import Order
@@ -69,7 +71,7 @@ class BackOfficeUserAdmin(UserAdmin):
             self.message_user(request, "None of the selected users had a second factor.", messages.WARNING)
 
 
-class CustomerAccountForm(forms.ModelForm):
+class CustomerAccountForm(VersionedModelForm):
     class Meta:
         model = CustomerAccount
         fields = ["external_id", "name", "segment", "industry", "brand_mode", "preferred_brands", "excluded_brands"]
@@ -84,7 +86,7 @@ class CustomerAccountForm(forms.ModelForm):
 
 
 @admin.register(CustomerAccount)
-class CustomerAccountAdmin(admin.ModelAdmin):
+class CustomerAccountAdmin(VersionedAdminMixin, admin.ModelAdmin):
     """B2B customer accounts: created by the orders import from their account id; segment,
     industry and brand preferences are kept here."""
 
@@ -106,6 +108,20 @@ class CustomerAccountAdmin(admin.ModelAdmin):
         orders = Order.objects.filter(account=OuterRef("pk")).order_by().values("account")
         count = Subquery(orders.annotate(n=Count("id")).values("n"), output_field=IntegerField())
         return super().get_queryset(request).annotate(order_count=count)
+
+    def save_model(self, request, obj, form, change):
+        customer_account_save(
+            account=obj,
+            preferred_brands=form.cleaned_data["preferred_brands"],
+            excluded_brands=form.cleaned_data["excluded_brands"],
+            actor=request.user,
+            expected_version=self.expected_version(form),
+        )
+
+    def save_related(self, request, form, formsets, change):
+        # customer_account_save wrote the brand preferences (no form.save_m2m()); no inlines.
+        for formset in formsets:
+            self.save_formset(request, form, formset, change=change)
 
     @admin.display(description="orders", ordering="order_count")
     def orders(self, obj: CustomerAccount) -> str:

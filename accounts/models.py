@@ -5,6 +5,7 @@ from django.db import models
 from django.utils import timezone
 
 from accounts import roles
+from audit.conflicts import VersionedModel
 
 
 class User(AbstractUser):
@@ -29,7 +30,7 @@ class User(AbstractUser):
         return bool(wanted.intersection(self.role_names))
 
 
-class CustomerAccount(models.Model):
+class CustomerAccount(VersionedModel):
     """A B2B customer of the webshop (not a user of the back office)."""
 
     class BrandMode(models.TextChoices):

@@ -7,6 +7,7 @@ import logging
 import math
 import secrets
 import string
+from collections.abc import Iterable
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
 
@@ -23,6 +24,7 @@ from django_otp.plugins.otp_totp.models import TOTPDevice
 
 from accounts.models import ApiClient, ApiKey, CustomerAccount, User
 from accounts.roles import ROLE_PERMISSIONS
+from audit.conflicts import version_bump, version_claim
 
 logger = logging.getLogger(__name__)
 
@@ -66,6 +68,36 @@ def user_create(
 
 
 @transaction.atomic
+def customer_account_save(
+    *,
+    account: CustomerAccount,
+    preferred_brands: Iterable | None = None,
+    excluded_brands: Iterable | None = None,
+    actor: User | None = None,
+    expected_version: int | None = None,
+) -> CustomerAccount:
+    """Create or update one customer account (the admin form) and, when given, set its brand
+    preferences to exactly these brands.
+
+    ``expected_version``: the version the edit form loaded; if the account was saved since,
+    EditConflict (audit.conflicts) and nothing is written."""
+    preferred = set(preferred_brands) if preferred_brands is not None else None
+    excluded = set(excluded_brands) if excluded_brands is not None else None
+    if preferred is not None and excluded is not None and preferred & excluded:
+        names = ", ".join(sorted(brand.name for brand in preferred & excluded))
+        raise ValidationError(f"A brand cannot be both preferred and excluded: {names}.")
+    account.full_clean()
+    if account.pk is not None:
+        version_claim(obj=account, expected_version=expected_version)
+    account.save()
+    if preferred is not None:
+        account.preferred_brands.set(preferred)
+    if excluded is not None:
+        account.excluded_brands.set(excluded)
+    return account
+
+
+@transaction.atomic
 def customer_accounts_upsert(*, accounts: list[dict]) -> dict[str, int]:
     """Create or update customer accounts by ``external_id``.
 
@@ -101,6 +133,9 @@ def customer_accounts_upsert(*, accounts: list[dict]) -> dict[str, int]:
                 setattr(account, f, spec[f])
             changed.append(account)
     CustomerAccount.objects.bulk_update(changed, fields)
+    # bulk_update cannot raise a counter; one update for the changed rows (and, below, for
+    # those whose brands changed) keeps open edit forms from overwriting this.
+    CustomerAccount.objects.filter(pk__in=[a.pk for a in changed]).update(**version_bump())
     by_external = CustomerAccount.objects.in_bulk([a["external_id"] for a in accounts], field_name="external_id")
     preferred = CustomerAccount.preferred_brands.through
     excluded = CustomerAccount.excluded_brands.through
@@ -118,6 +153,9 @@ def customer_accounts_upsert(*, accounts: list[dict]) -> dict[str, int]:
                 relation_changed.add(spec["external_id"])
                 through.objects.filter(customeraccount=account).delete()
                 through.objects.bulk_create([through(customeraccount=account, brand_id=b) for b in sorted(wanted)])
+    CustomerAccount.objects.filter(
+        external_id__in=relation_changed - {a.external_id for a in new} - {a.external_id for a in changed}
+    ).update(**version_bump())
     updated = {a.external_id for a in changed} | (relation_changed - {a.external_id for a in new})
     return {"created": len(new), "updated": len(updated), "unchanged": len(accounts) - len(new) - len(updated)}
 

@@ -14,6 +14,7 @@ from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import format_html
 
+from audit.forms import VersionedAdminMixin, VersionedModelForm
 from catalog.exports import products_export_stream
 from catalog.imports import ImportResult
 from catalog.models import (
@@ -29,6 +30,7 @@ from catalog.models import (
 from catalog.services import (
     ImportAlreadyHandled,
     attributes_clean,
+    brand_save,
     category_check_parent,
     category_save,
     product_import_apply,
@@ -43,13 +45,23 @@ from config.admin_site import ReadOnlyAdminMixin
 PREVIEW_ERRORS_SHOWN = 500
 
 
+class BrandAdminForm(VersionedModelForm):
+    class Meta:
+        model = Brand
+        fields = ["name"]
+
+
 @admin.register(Brand)
-class BrandAdmin(admin.ModelAdmin):
+class BrandAdmin(VersionedAdminMixin, admin.ModelAdmin):
+    form = BrandAdminForm
     list_display = ["name", "created_at"]
     search_fields = ["name"]
 
+    def save_model(self, request, obj, form, change):
+        brand_save(brand=obj, actor=request.user, expected_version=self.expected_version(form))
 
-class CategoryAdminForm(forms.ModelForm):
+
+class CategoryAdminForm(VersionedModelForm):
     class Meta:
         model = Category
         fields = ["name", "parent"]
@@ -64,7 +76,7 @@ class CategoryAdminForm(forms.ModelForm):
 
 
 @admin.register(Category)
-class CategoryAdmin(admin.ModelAdmin):
+class CategoryAdmin(VersionedAdminMixin, admin.ModelAdmin):
     form = CategoryAdminForm
     list_display = ["path", "name", "parent"]
     list_select_related = ["parent"]
@@ -73,7 +85,7 @@ class CategoryAdmin(admin.ModelAdmin):
     readonly_fields = ["path"]
 
     def save_model(self, request, obj, form, change):
-        category_save(category=obj)
+        category_save(category=obj, expected_version=self.expected_version(form))
 
 
 @admin.register(AttributeDefinition)
@@ -83,7 +95,7 @@ class AttributeDefinitionAdmin(admin.ModelAdmin):
     search_fields = ["code", "label"]
 
 
-class ProductAdminForm(forms.ModelForm):
+class ProductAdminForm(VersionedModelForm):
     class Meta:
         model = Product
         fields = [
@@ -173,7 +185,7 @@ class ImportUploadForm(forms.Form):
 
 
 @admin.register(Product)
-class ProductAdmin(admin.ModelAdmin):
+class ProductAdmin(VersionedAdminMixin, admin.ModelAdmin):
     form = ProductAdminForm
     list_display = [
         "sku",
@@ -219,7 +231,9 @@ class ProductAdmin(admin.ModelAdmin):
         return queryset, may_have_duplicates
 
     def save_model(self, request, obj, form, change):
-        product_save(product=obj, actor=request.user, source=ChangeSource.ADMIN)
+        product_save(
+            product=obj, actor=request.user, source=ChangeSource.ADMIN, expected_version=self.expected_version(form)
+        )
 
     def delete_model(self, request, obj):
         products_delete(products=Product.objects.filter(pk=obj.pk), actor=request.user)

@@ -19,6 +19,7 @@ from typing import IO, Any
 from django.db import DatabaseError, connection, transaction
 from django.utils import timezone
 
+from audit.conflicts import version_bump
 from catalog import csv_format as fmt
 from catalog.models import (
     SKU_VALIDATOR,
@@ -478,6 +479,11 @@ def _apply_chunk(
         to_write, update_conflicts=True, unique_fields=["sku"], update_fields=UPSERT_FIELDS, batch_size=500
     )
     ids = {values["sku"]: values["id"] for values in existing.values()}
+    # The upsert leaves ``version`` alone (it cannot add one to the stored value); the rows it
+    # changed get it raised here, so an edit form opened before the import is refused on save.
+    updated_ids = [ids[target.sku] for target in to_write if target.sku in ids]
+    if updated_ids:
+        Product.objects.filter(pk__in=updated_ids).update(**version_bump())
     missing_ids = [p.sku for p in to_write if p.pk is None and p.sku not in ids]
     if missing_ids:  # databases that do not return ids from an upsert
         ids.update(Product.objects.filter(sku__in=missing_ids).values_list("sku", "id"))
@@ -499,7 +505,7 @@ def _apply_chunk(
     )
 
 
-EXISTING_FIELDS = [f.attname for f in Product._meta.concrete_fields if f.attname != "id"]
+EXISTING_FIELDS = [f.attname for f in Product._meta.concrete_fields if f.attname not in ("id", "version")]
 
 
 def _values_for_diff(values: dict[str, Any]) -> dict[str, Any]:

@@ -9,6 +9,8 @@ from django.db import models
 from django.db.models import F, Q
 from django.db.models.functions import Lower
 
+from audit.conflicts import VersionedModel
+
 CATEGORY_SEPARATOR = " > "
 SKU_VALIDATOR = RegexValidator(r"^[A-Za-z0-9][A-Za-z0-9._/-]*$", "Use letters, digits and . _ / - only, no spaces.")
 CODE_VALIDATOR = RegexValidator(r"^[a-z][a-z0-9_]*$", "Use lower-case letters, digits and _ , starting with a letter.")
@@ -18,7 +20,7 @@ def default_currency() -> str:
     return settings.DEFAULT_CURRENCY
 
 
-class Brand(models.Model):
+class Brand(VersionedModel):
     name = models.CharField(max_length=100)
     created_at = models.DateTimeField(auto_now_add=True)
 
@@ -33,7 +35,7 @@ class Brand(models.Model):
         return self.name
 
 
-class Category(models.Model):
+class Category(VersionedModel):
     """A node of the category tree; ``path`` ("Tools > Drills") is kept by catalog.services."""
 
     name = models.CharField(max_length=100)
@@ -115,7 +117,7 @@ class ProductQuerySet(models.QuerySet):
         return self.select_related("brand", "category", "base")
 
 
-class Product(models.Model):
+class Product(VersionedModel):
     """A sellable item. ``unit_price`` is the price of one sellable unit (one pack of
     ``pack_quantity`` units of measure); ``price_per_unit`` is what buyers compare."""
 

@@ -11,11 +11,13 @@ from django.db import transaction
 from django.db.models import QuerySet
 from django.utils import timezone
 
+from audit.conflicts import version_bump, version_claim
 from catalog import csv_format as fmt
 from catalog.imports import ImportResult, products_import
 from catalog.models import (
     CATEGORY_SEPARATOR,
     AttributeDefinition,
+    Brand,
     Category,
     ChangeSource,
     Product,
@@ -25,6 +27,7 @@ from catalog.models import (
 )
 
 __all__ = [
+    "brand_save",
     "category_path_for",
     "category_save",
     "product_save",
@@ -51,13 +54,27 @@ def category_check_parent(*, category: Category, parent: Category | None) -> Non
 
 
 @transaction.atomic
-def category_save(*, category: Category) -> Category:
-    """Save a category and keep the paths of it and everything below it right."""
+def brand_save(*, brand: Brand, actor=None, expected_version: int | None = None) -> Brand:
+    """Create or update a brand. ``expected_version``: the version the edit form loaded; if the
+    brand was saved since, EditConflict (audit.conflicts) and nothing is written."""
+    brand.full_clean()
+    if brand.pk is not None:
+        version_claim(obj=brand, expected_version=expected_version)
+    brand.save()
+    return brand
+
+
+@transaction.atomic
+def category_save(*, category: Category, expected_version: int | None = None) -> Category:
+    """Save a category and keep the paths of it and everything below it right.
+    ``expected_version`` as for ``brand_save``."""
     parent = Category.objects.get(pk=category.parent_id) if category.parent_id else None
     category_check_parent(category=category, parent=parent)
     parent_path = parent.path if parent else None
     category.path = category_path_for(name=category.name, parent_path=parent_path)
     category.full_clean(validate_unique=True)
+    if category.pk is not None:
+        version_claim(obj=category, expected_version=expected_version)
     category.save()
     _refresh_descendant_paths(category)
     return category
@@ -67,7 +84,8 @@ def _refresh_descendant_paths(category: Category) -> None:
     children = list(Category.objects.filter(parent=category))
     for child in children:
         child.path = category_path_for(name=child.name, parent_path=category.path)
-    Category.objects.bulk_update(children, ["path"])
+        child.version = version_bump()["version"]  # an open form of the child is based on the old path
+    Category.objects.bulk_update(children, ["path", "version"])
     for child in children:
         _refresh_descendant_paths(child)
 
@@ -106,12 +124,24 @@ def attributes_clean(values: dict[str, Any]) -> dict[str, Any]:
 
 
 @transaction.atomic
-def product_save(*, product: Product, actor=None, source: str = ChangeSource.ADMIN, reference: str = "") -> Product:
-    """Create or update one product (validated) and record what changed."""
+def product_save(
+    *,
+    product: Product,
+    actor=None,
+    source: str = ChangeSource.ADMIN,
+    reference: str = "",
+    expected_version: int | None = None,
+) -> Product:
+    """Create or update one product (validated) and record what changed.
+
+    ``expected_version``: the version the edit form loaded; if the product was saved since
+    (by a form, an import, a bulk action), EditConflict (audit.conflicts) and nothing is
+    written. None (imports, commands): no check, but the version is raised all the same."""
     product.attributes = attributes_clean(product.attributes or {})
     product.full_clean()
     before = None
     if product.pk is not None:
+        version_claim(obj=product, expected_version=expected_version)
         before = fmt.product_values(Product.objects.with_relations().select_for_update(of=("self",)).get(pk=product.pk))
     product.save()
     after = fmt.product_values(Product.objects.with_relations().get(pk=product.pk))
@@ -174,7 +204,9 @@ def _bulk_set(*, products: QuerySet[Product], field: str, value: Any, actor, sou
         now = timezone.now()
         ids = [pk for pk, _sku, _old in changing]
         changed = (
-            Product.objects.filter(pk__in=ids).exclude(**{field: value}).update(**{field: value, "updated_at": now})
+            Product.objects.filter(pk__in=ids)
+            .exclude(**{field: value})
+            .update(**{field: value, "updated_at": now}, **version_bump())
         )
         _record(
             products_changes=[

@@ -15,6 +15,7 @@ from django.utils.html import format_html
 from django.views.decorators.cache import never_cache
 
 from accounts.roles import ADMINISTRATOR, PRODUCT_SPECIALIST
+from audit.forms import VersionedAdminMixin, VersionedModelForm
 from config.admin_site import ReadOnlyAdminMixin
 from merchandising.filters import (
     LastRunFilter,
@@ -243,7 +244,7 @@ class MiningRunAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         return TemplateResponse(request, "admin/merchandising/miningrun/backtest.html", context)
 
 
-class MiningSettingsForm(forms.ModelForm):
+class MiningSettingsForm(VersionedModelForm):
     class Meta:
         model = MiningSettings
         fields = list(SETTINGS_FIELDS)
@@ -262,7 +263,7 @@ class MiningSettingsForm(forms.ModelForm):
 
 
 @admin.register(MiningSettings)
-class MiningSettingsAdmin(admin.ModelAdmin):
+class MiningSettingsAdmin(VersionedAdminMixin, admin.ModelAdmin):
     """The one row of default parameters: the list goes straight to it."""
 
     form = MiningSettingsForm
@@ -284,7 +285,7 @@ class MiningSettingsAdmin(admin.ModelAdmin):
         return MiningSettings.load() if str(object_id) == "1" else None
 
     def save_model(self, request, obj, form, change):
-        mining_settings_update(settings=obj)
+        mining_settings_update(settings=obj, expected_version=self.expected_version(form))
 
 
 @admin.register(Suggestion)

@@ -13,6 +13,8 @@ from django.db import models
 from django.db.models import F, Q
 from django.db.models.functions import Coalesce
 
+from audit.conflicts import VersionedModel
+
 # --- who acted ----------------------------------------------------------------------------------
 #: User.username's length: the name kept next to a user foreign key.
 ACTOR_NAME_LENGTH = 150
@@ -48,7 +50,8 @@ def actor_name_field(of: str) -> models.CharField:
     )
 
 
-class MiningSettings(models.Model):
+
+class MiningSettings(VersionedModel):
     """The stored default configuration of a mining run (one row, pk=1). A run copies these
     into its own ``parameters``; command options override them for one run."""
 
@@ -583,6 +586,22 @@ class PublishEvent(models.Model):
     @property
     def actor_label(self) -> str:
         return actor_label_of(self.actor, self.actor_name, "system")
+
+
+class LinkList(VersionedModel):
+    """The version of one source product's list of links of one type (what the links page
+    shows and reorders as a whole). Every link change of the list raises it
+    (merchandising.services.links); a reorder sent from a page showing an older version is
+    refused. No row yet means the first version."""
+
+    source = models.ForeignKey("catalog.Product", on_delete=models.CASCADE, related_name="+")
+    type = models.CharField(max_length=20, choices=LinkType.choices)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["source", "type"], name="merchandising_linklist_unique")]
+
+    def __str__(self) -> str:
+        return f"{self.source_id} {self.type} v{self.version}"
 
 
 class LinkChange(models.Model):

@@ -10,8 +10,9 @@ from typing import Any
 
 from django.db.models import QuerySet
 
+from audit.conflicts import FIRST_VERSION
 from catalog.models import Product
-from merchandising.models import LINK_LABELS, Link, LinkChange, LinkType, PublishedLink
+from merchandising.models import LINK_LABELS, Link, LinkChange, LinkList, LinkType, PublishedLink
 from merchandising.services.links import PUBLISHED_FIELDS, PublishDiff
 
 # The fields whose difference makes a link "waiting for publish" on the product page.
@@ -20,11 +21,13 @@ _SHOWN_PUBLISHED_FIELDS = ("target_id", "type", "position", "valid_from", "valid
 
 @dataclass
 class LinkGroup:
-    """The links of one type, in position order, under a label."""
+    """The links of one type, in position order, under a label; ``version``: the list's
+    version, which the reorder form sends back (the edit-conflict check)."""
 
     type: str
     label: str
     links: list[Link] = field(default_factory=list)
+    version: int = FIRST_VERSION
 
 
 def product_lookup(*, query: str, limit: int = 20, exclude_id: int | None = None) -> list[dict[str, str]]:
@@ -79,7 +82,11 @@ def product_links(*, product: Product) -> list[LinkGroup]:
         .order_by("type", "position", "id")
     )
     _mark_published(links)
-    return _grouped(links, inverse=False)
+    groups = _grouped(links, inverse=False)
+    versions = dict(LinkList.objects.filter(source=product).values_list("type", "version"))
+    for group in groups:
+        group.version = versions.get(group.type, FIRST_VERSION)
+    return groups
 
 
 def product_inverse_links(*, product: Product) -> list[LinkGroup]:

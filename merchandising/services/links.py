@@ -8,7 +8,9 @@ its own source products at once (same transaction as the change); with batch mod
 (``PublishState.batch_mode``) changes wait for a batch publish, whose diff
 ``publish_diff`` shows first.
 
-Every change writes a ``LinkChange`` row (who, when, how) in the same transaction.
+Every change writes a ``LinkChange`` row (who, when, how) in the same transaction, and raises
+the version of the list it changes (``LinkList``: one source's links of one type), so that a
+reorder sent from a page that shows an older list is refused (audit/conflicts.py).
 """
 
 from __future__ import annotations
@@ -24,10 +26,13 @@ from django.db import transaction
 from django.db.models import Max
 from django.utils import timezone
 
+from audit.conflicts import EditConflict, FieldChange, version_bump, version_claim
 from catalog.models import Product
 from merchandising.models import (
+    LINK_LABELS,
     Link,
     LinkChange,
+    LinkList,
     LinkOrigin,
     LinkType,
     PublishedLink,
@@ -272,6 +277,51 @@ def _active_list(source_id: int, link_type: str) -> list[Link]:
     )
 
 
+def _list_claim(source_id: int, link_type: str, *, expected_version: int | None = None) -> None:
+    """Raise the version of the source's list of links of ``link_type`` (the list row is made
+    on its first change); with ``expected_version``, only if it is still that one, else
+    EditConflict (see ``links_reorder``)."""
+    link_list, _ = LinkList.objects.get_or_create(source_id=source_id, type=link_type)
+    version_claim(obj=link_list, expected_version=expected_version)
+
+
+def _lists_bump(source_ids: Iterable[int], link_type: str) -> None:
+    """``_list_claim`` without a check, for many sources at once (bulk approvals)."""
+    source_ids = sorted(set(source_ids))
+    LinkList.objects.bulk_create(
+        [LinkList(source_id=source_id, type=link_type) for source_id in source_ids], ignore_conflicts=True
+    )
+    LinkList.objects.filter(source_id__in=source_ids, type=link_type).update(**version_bump())
+
+
+def link_list_conflict(*, source: Product, link_type: str, shown_ids: list[int]) -> EditConflict:
+    """The conflict of a reorder sent from a page that showed ``shown_ids`` (in that order):
+    the list as shown and as stored now (by SKU), and who changed it last (its history)."""
+    current_ids = [link.pk for link in _active_list(source.pk, link_type)]
+    skus = dict(Link.objects.filter(pk__in=set(shown_ids) | set(current_ids)).values_list("pk", "target__sku"))
+    last = (
+        LinkChange.objects.filter(product=source, type=link_type)
+        .select_related("actor")
+        .order_by("-created_at", "-id")
+        .first()
+    )
+    label = f"{LINK_LABELS[link_type][0].lower()} order"
+    change = FieldChange(
+        field=link_type,
+        label=label,
+        loaded=", ".join(skus.get(pk, "?") for pk in shown_ids) or "(empty)",
+        current=", ".join(skus[pk] for pk in current_ids) or "(empty)",
+    )
+    link_list = LinkList.objects.filter(source=source, type=link_type).first()
+    return EditConflict(
+        obj=link_list,
+        current_version=link_list.version if link_list else None,
+        changes=[change] if change.loaded != change.current else [],
+        actor_label=(last.actor.get_username() if last.actor else "system") if last else None,
+        at=last.created_at if last else None,
+    )
+
+
 def _renumber(links: list[Link]) -> None:
     """Positions 1..n in list order, writing only the rows that move."""
     for position, link in enumerate(links, start=1):
@@ -329,6 +379,7 @@ def link_add(
     )
     link.full_clean(exclude=["source", "target", "suggestion"])
     link.save()
+    _list_claim(source.pk, link_type)
     if position is not None and 1 <= position <= len(siblings):
         _renumber(siblings[: position - 1] + [link] + siblings[position - 1 :])
     _record(link, LinkChange.Action.ADDED, actor=actor, via=via, details={"position": link.position})
@@ -379,6 +430,8 @@ def links_create_from_suggestions(*, rows: list[dict], link_type: str, actor, vi
             created_by_role=role,
         )
     created = Link.objects.bulk_create(list(new.values()))
+    if created:
+        _lists_bump([link.source_id for link in created], link_type)
     LinkChange.objects.bulk_create(
         LinkChange(
             link=link,
@@ -398,10 +451,26 @@ def links_create_from_suggestions(*, rows: list[dict], link_type: str, actor, vi
 
 @transaction.atomic
 def links_reorder(
-    *, source: Product, link_type: str, link_ids: list[int], actor, via: str = LinkChange.Via.MANUAL
+    *,
+    source: Product,
+    link_type: str,
+    link_ids: list[int],
+    actor,
+    via: str = LinkChange.Via.MANUAL,
+    expected_version: int | None = None,
+    shown_ids: list[int] | None = None,
 ) -> list[Link]:
     """Set the order of all of the source's active links of one type: ``link_ids`` must list
-    each of them exactly once. One history entry for the whole new order."""
+    each of them exactly once. One history entry for the whole new order.
+
+    ``expected_version``: the version of the list the page showed (``shown_ids``, in its
+    order); if the list changed since (a reorder, an added or retired link), EditConflict
+    naming the list as shown and as stored, and who changed it: nothing is written."""
+    if expected_version is not None:
+        try:
+            _list_claim(source.pk, link_type, expected_version=expected_version)
+        except EditConflict:
+            raise link_list_conflict(source=source, link_type=link_type, shown_ids=shown_ids or link_ids) from None
     current = _active_list(source.pk, link_type)
     by_id = {link.pk: link for link in current}
     if len(link_ids) != len(set(link_ids)) or set(link_ids) != set(by_id):
@@ -414,6 +483,8 @@ def links_reorder(
     if [link.pk for link in ordered] == [link.pk for link in current]:
         return current
     _renumber(ordered)
+    if expected_version is None:
+        _list_claim(source.pk, link_type)
     LinkChange.objects.create(
         link=None,
         product=source,
@@ -444,6 +515,7 @@ def link_retire(
     )
     link.refresh_from_db()
     _renumber(_active_list(link.source_id, link.type))
+    _list_claim(link.source_id, link.type)
     _record(link, LinkChange.Action.RETIRED, actor=actor, via=via, details={"reason": reason} if reason else {})
     if publish:
         publish_after_change(actor=actor, sources=[link.source_id])

@@ -5,6 +5,7 @@ from __future__ import annotations
 from django.core.exceptions import ValidationError
 from django.db import transaction
 
+from audit.conflicts import version_claim
 from merchandising.models import ExclusionRule, MiningSettings, actor_name
 from merchandising.services.runs import mining_options, mining_parameters
 
@@ -42,10 +43,13 @@ def mining_settings_validate(*, values: dict) -> None:
 
 
 @transaction.atomic
-def mining_settings_update(*, settings: MiningSettings) -> MiningSettings:
-    """Save the default parameters of future runs (the one row, pk=1)."""
+def mining_settings_update(*, settings: MiningSettings, expected_version: int | None = None) -> MiningSettings:
+    """Save the default parameters of future runs (the one row, pk=1). ``expected_version``:
+    the version the settings page loaded; if the settings were saved since, EditConflict
+    (audit.conflicts) and nothing is written."""
     settings.pk = 1
     settings.full_clean()
     mining_settings_validate(values={name: getattr(settings, name) for name in SETTINGS_FIELDS})
+    version_claim(obj=settings, expected_version=expected_version)
     settings.save()
     return settings

@@ -19,6 +19,7 @@ from django.urls import path, reverse
 from django.views.decorators.http import require_GET, require_POST
 
 from accounts.roles import ADMINISTRATOR, PRODUCT_SPECIALIST
+from audit.conflicts import EditConflict
 from catalog.models import Product
 from config.access import role_required
 from merchandising.models import Link, LinkChange, LinkType, PublishEvent, PublishState
@@ -101,16 +102,31 @@ def product_links(request: HttpRequest, sku: str) -> HttpResponse:
     return _render_product_links(request, product, LinkAddForm())
 
 
-def _render_product_links(request: HttpRequest, product: Product, add_form: LinkAddForm, status: int = 200):
+def _render_product_links(
+    request: HttpRequest,
+    product: Product,
+    add_form: LinkAddForm,
+    status: int = 200,
+    kept_order: tuple[str, list[int]] | None = None,
+    conflict: str = "",
+):
+    """The page; after a refused reorder, ``kept_order`` (type, link ids) shows that list in
+    the order the user asked for, on top of the stored list and its current version, with the
+    ``conflict`` message next to it."""
     history = Paginator(selectors.product_link_history(product=product), HISTORY_PER_PAGE)
     history_page = history.get_page(request.GET.get("page"))
     state = PublishState.load()
+    groups = selectors.product_links(product=product)
+    if kept_order is not None:
+        _keep_order(groups, *kept_order)
     context = _page_context(
         request,
         bo_section="links",
         title=f"Links of {product.sku}",
         product=product,
-        groups=selectors.product_links(product=product),
+        groups=groups,
+        conflict_type=kept_order[0] if kept_order else "",
+        conflict=conflict,
         inverse_groups=selectors.product_inverse_links(product=product),
         history_page=history_page,
         history_rows=selectors.history_rows(list(history_page.object_list)),
@@ -119,6 +135,16 @@ def _render_product_links(request: HttpRequest, product: Product, add_form: Link
         add_form=add_form,
     )
     return render(request, "merchandising/links/product_links.html", context, status=status)
+
+
+def _keep_order(groups: list, link_type: str, link_ids: list[int]) -> None:
+    """Order the group's links as the user asked; links they did not see go last."""
+    rank = {link_id: index for index, link_id in enumerate(link_ids)}
+    for group in groups:
+        if group.type == link_type:
+            group.links.sort(key=lambda link: (rank.get(link.pk, len(rank)), link.position))
+            for position, link in enumerate(group.links, start=1):
+                link.form_position = position
 
 
 def _back_to(product: Product) -> HttpResponseRedirect:
@@ -175,6 +201,18 @@ def _new_order(post, link_ids: list[int]) -> list[int]:
     return [item[-1] for item in sorted(keyed)]
 
 
+def _shown_order(post, link_ids: list[int]) -> list[int]:
+    """The order the page showed: by the positions the rows had when it was loaded."""
+
+    def was(link_id: int) -> int:
+        try:
+            return int(post.get(f"was-{link_id}", 0))
+        except (TypeError, ValueError):
+            return 0
+
+    return sorted(link_ids, key=was)
+
+
 @require_POST
 @role_required(*EDITORS)
 def links_reorder_view(request: HttpRequest, product_id: int) -> HttpResponse:
@@ -187,9 +225,28 @@ def links_reorder_view(request: HttpRequest, product_id: int) -> HttpResponse:
     if link_type not in LinkType.values or not link_ids:
         messages.error(request, "Nothing to reorder: reload the page and try again.")
         return _back_to(product)
+    try:
+        version = int(request.POST.get("version", ""))
+    except ValueError:
+        messages.error(request, "The form was incomplete (no version): reload the page and try again.")
+        return _back_to(product)
     ordered = _new_order(request.POST, link_ids)
     try:
-        links_reorder(source=product, link_type=link_type, link_ids=ordered, actor=request.user)
+        links_reorder(
+            source=product,
+            link_type=link_type,
+            link_ids=ordered,
+            actor=request.user,
+            expected_version=version,
+            shown_ids=_shown_order(request.POST, link_ids),
+        )
+    except EditConflict as conflict:
+        # The page showed an older list: show the stored one, in the order this user asked
+        # for, with the message; "Save order" then applies it to the stored list.
+        product = get_object_or_404(Product.objects.select_related("brand"), pk=product_id)
+        return _render_product_links(
+            request, product, LinkAddForm(), status=409, kept_order=(link_type, ordered), conflict=conflict.message_text
+        )
     except ValidationError as exc:
         messages.error(request, _error_text(exc))
         return _back_to(product)

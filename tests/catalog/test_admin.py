@@ -58,7 +58,7 @@ def test_product_page_shows_variants_with_price_per_unit_and_history(client, spe
         {
             "sku": "SCR", "name": "Wood screw", "brand": base.brand_id, "category": base.category_id,
             "description": "", "unit_price": "0.06", "currency": "EUR", "pack_quantity": "1", "unit": "pcs",
-            "base": "", "status": "active", "attributes": "{}",
+            "base": "", "status": "active", "attributes": "{}", "loaded_version": "1",
             "variants-TOTAL_FORMS": "1", "variants-INITIAL_FORMS": "1", "variants-MIN_NUM_FORMS": "0",
             "variants-MAX_NUM_FORMS": "1000", "variants-0-id": str(base.variants.get().pk),
             "variants-0-base": str(base.pk),
@@ -84,7 +84,7 @@ def test_admin_form_validates_attributes(client, specialist):
     data = {
         "sku": product.sku, "name": product.name, "brand": product.brand_id, "category": product.category_id,
         "unit_price": "1", "currency": "EUR", "pack_quantity": "1", "unit": "pcs", "status": "active",
-        "attributes": '{"size": "XXL"}',
+        "attributes": '{"size": "XXL"}', "loaded_version": "1",
         "variants-TOTAL_FORMS": "0", "variants-INITIAL_FORMS": "0",
         "changes-TOTAL_FORMS": "0", "changes-INITIAL_FORMS": "0",
     }  # fmt: skip

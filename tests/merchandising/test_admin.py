@@ -340,6 +340,7 @@ def test_settings_admin_validates_and_saves(client, specialist):
         "max_basket_size": "40",
         "lookback_days": "365",
         "half_life_days": "90",
+        "loaded_version": "1",  # the version the page was loaded at (the edit-conflict check)
     }
     response = client.post(f"{SETTINGS}1/change/", {**values, "min_confidence": "1.5"})
     assert response.status_code == 200

@@ -17,6 +17,7 @@ from merchandising.models import (
     ExclusionRule,
     Link,
     LinkChange,
+    LinkList,
     LinkOrigin,
     LinkType,
     PublishedLink,
@@ -184,7 +185,10 @@ def _reorder_post(group_links, positions=None, order=None) -> dict:
     position input and the position it had when the page was shown."""
     order = order or [link.pk for link in group_links]
     by_id = {link.pk: link for link in group_links}
-    data = {"type": group_links[0].type, "order": [str(pk) for pk in order]}
+    source_id, link_type = group_links[0].source_id, group_links[0].type
+    # The list's version as the page shows it (the edit-conflict check).
+    version = LinkList.objects.filter(source_id=source_id, type=link_type).values_list("version", flat=True).first()
+    data = {"type": link_type, "order": [str(pk) for pk in order], "version": str(version or 1)}
     for index, pk in enumerate(order):
         data[f"was-{pk}"] = str(by_id[pk].position)
         data[f"position-{pk}"] = str((positions or {}).get(pk, index + 1))
@@ -235,8 +239,12 @@ def test_reorder_of_an_outdated_list_changes_nothing(client, specialist, product
     add(source, products[3], specialist)  # someone else added one meanwhile
     client.force_login(specialist)
     response = client.post(reorder_url(source), stale_form)
-    assert response.status_code == 302
-    assert "must list every active link" in messages_of(response)[0]
+    # The page showed an older version of the list: refused, naming the change (issue 11).
+    assert response.status_code == 409
+    assert response.context["conflict"].startswith("Saved meanwhile by specialist at ")
+    assert response.context["conflict"].endswith(
+        ": frequently bought with order P-2, P-3 → P-2, P-3, P-4. Your changes were not saved; review and save again."
+    )
     assert working(source) == ["P-2", "P-3", "P-4"]
     assert not LinkChange.objects.filter(action=LinkChange.Action.REORDERED).exists()
     assert generation() == 3
@@ -658,7 +666,7 @@ def test_product_page_query_count_does_not_grow_with_the_links(client, specialis
     client.force_login(specialist)
     few = count_queries(client, page_url(few_source))
     many = count_queries(client, page_url(many_source))
-    assert few == many == 15
+    assert few == many == 16  # 15 + the versions of the product's link lists (one query)
 
 
 def test_attention_page_query_count_does_not_grow_with_the_links(client, specialist):

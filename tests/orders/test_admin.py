@@ -175,6 +175,7 @@ def test_account_brands_cannot_be_both_preferred_and_excluded(client, administra
     bosch, makita = BrandFactory(name="Bosch"), BrandFactory(name="Makita")
     url = f"{ACCOUNTS}{account.pk}/change/"
     form = {"external_id": "ACME", "name": "", "segment": "", "industry": "", "brand_mode": "only"}
+    form["loaded_version"] = "1"  # the version the page was loaded at (the edit-conflict check)
 
     refused = client.post(url, {**form, "preferred_brands": [bosch.pk, makita.pk], "excluded_brands": [bosch.pk]})
     saved = client.post(url, {**form, "preferred_brands": [makita.pk], "excluded_brands": [bosch.pk]})
