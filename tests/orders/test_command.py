@@ -42,6 +42,16 @@ GOOD = (
     "SO-1,ACME,2024-03-01,GLOVES,-1,5.00",
     "C-2,ACME,2024-03-02,DRILL,-1,129.00",
 )
+def unknown(listed: str, codes: str) -> list[str]:
+    """What the command adds to the errors when some SKUs are unknown."""
+    return [
+        f"Unknown SKUs, most rows first: {listed}.",
+        f"Codes that are not goods (postage, fees, adjustments) can be skipped: import again with "
+        f"--non-product-codes '{codes}' (keep only those that are not products). Missing products: "
+        "import_products first.",
+    ]
+
+
 BAD = (
     "SO-1,ACME,2024-03-01,DRILL,1,129.00",
     "SO-2,ACME,2024-03-02,NOPE,1,5.00",
@@ -87,6 +97,7 @@ def test_bad_rows_fail_with_their_line_numbers_and_write_nothing(tmp_path):
     assert err.getvalue() == (
         "line 3: unknown SKU 'NOPE'\n"
         "line 5: ordered_at 'someday' is not an ISO 8601 date and time (e.g. 2024-03-01T14:30:00 or 2024-03-01 14:30)\n"
+        + "".join(f"{line}\n" for line in unknown("NOPE (1 row)", "NOPE"))
     )
     assert Order.objects.count() == 0
     assert not (tmp_path / "orders.csv.rejects.csv").exists()
@@ -107,6 +118,7 @@ def test_skip_invalid_imports_the_rest_and_writes_the_reject_file_next_to_the_in
     assert err.splitlines() == [
         "line 3: unknown SKU 'NOPE'",
         "line 5: ordered_at 'someday' is not an ISO 8601 date and time (e.g. 2024-03-01T14:30:00 or 2024-03-01 14:30)",
+        *unknown("NOPE (1 row)", "NOPE"),
     ]
     assert rejects.read_text(encoding="utf-8") == (
         "order_id,account_id,ordered_at,sku,quantity,unit_price,line,reason\n"
@@ -198,6 +210,7 @@ def test_long_error_lists_are_cut_and_counted(tmp_path, monkeypatch):
         "line 2: unknown SKU 'NOPE'",
         "line 3: unknown SKU 'NOPE'",
         "... and 3 more errors.",
+        *unknown("NOPE (5 rows)", "NOPE"),
     ]
 
 
