@@ -42,6 +42,8 @@ GOOD = (
     "SO-1,ACME,2024-03-01,GLOVES,-1,5.00",
     "C-2,ACME,2024-03-02,DRILL,-1,129.00",
 )
+
+
 def unknown(listed: str, codes: str) -> list[str]:
     """What the command adds to the errors when some SKUs are unknown."""
     return [
