@@ -11,7 +11,9 @@ orders and lines into their tables (binary COPY, which writes a page at a time) 
 reads on, holding the big load's locks and with its keys and indexes dropped. Re-creating
 those is what is left after the last row.
 
-It takes only the common case of a big load: new orders, no bad row. Anything else makes it
+It takes only the common case of a big load: new orders, no bad row (an order's rows at
+different times, repeated rows and the ``anonymous`` placeholder's orders are common in ERP
+exports: it takes those as the staged import does). Anything else makes it
 give up (``Fallback``): its work is rolled back to a savepoint (the rows written, the dropped
 keys and indexes and the locks alike) and the staged import starts again from the beginning of
 the file. That happens for a bad row of any kind (the staged import reports them all with
