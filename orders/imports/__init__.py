@@ -335,7 +335,7 @@ def _stage(
 
 def _reason(row: tuple) -> str:
     """The message for a rejected line of the staging area (see staging.Kind)."""
-    line, order_id, kind, message, value, ref_line, ref_value, at, ref_at = row
+    line, order_id, kind, message, value, ref_line, ref_value = row
     if kind == Kind.PARSE:
         return message
     if kind == Kind.UNKNOWN_SKU:

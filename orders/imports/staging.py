@@ -38,7 +38,7 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import datetime
 from decimal import ROUND_HALF_UP, Decimal
 from enum import IntEnum
 from typing import Any
@@ -235,7 +235,7 @@ class Staging:
         )
         self.execute(
             "CREATE TEMPORARY TABLE import_errors (line {int} PRIMARY KEY, order_id {text}, kind {int} NOT NULL, "
-            "message {text}, value {text}, ref_line {int}, ref_value {text}, at {moment}, ref_at {moment})"
+            "message {text}, value {text}, ref_line {int}, ref_value {text})"
         )
         self.execute("CREATE TEMPORARY TABLE import_prices (order_id {text}, sku {text}, price {int})")
         self.execute("CREATE TEMPORARY TABLE import_created_orders (id {int}, external_id {text})")
@@ -550,10 +550,10 @@ class Staging:
         }
 
     def rejections(self, *, errors_only: bool = False) -> Iterator[tuple]:
-        """(line, order_id, kind, message, value, ref_line, ref_value, at, ref_at) by line."""
+        """(line, order_id, kind, message, value, ref_line, ref_value) by line."""
         only = f"kind <> {Kind.WITH_ORDER:d} AND " if errors_only else ""
         return self.pages(
-            "SELECT line, order_id, kind, message, value, ref_line, ref_value, at, ref_at "
+            "SELECT line, order_id, kind, message, value, ref_line, ref_value "
             f"FROM import_errors WHERE {only}line > %s ORDER BY line"
         )
 
@@ -898,10 +898,3 @@ def _batched(rows: Iterator[list[str]]) -> Iterator[list[list[str]]]:
             chunk = []
     if chunk:
         yield chunk
-
-
-def as_moment(value: Any) -> datetime:
-    """A staged time read back (PostgreSQL: aware datetime; SQLite: UTC text) as aware UTC."""
-    if isinstance(value, datetime):
-        return value if value.tzinfo else value.replace(tzinfo=UTC)
-    return datetime.fromisoformat(value).replace(tzinfo=UTC)
