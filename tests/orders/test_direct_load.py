@@ -361,9 +361,10 @@ def files(draw):
 @pytest.mark.postgres
 @settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(data=files(), chunk_rows=st.sampled_from((1, 2, 3, 50_000)), key_block=st.sampled_from((1, 2, 10)),
-       skip_invalid=st.booleans(), stored=st.booleans(), anonymous=st.sampled_from((None, "ANON")))  # fmt: skip
+       skip_invalid=st.booleans(), stored=st.booleans(), anonymous=st.sampled_from((None, "ANON")),
+       non_products=st.sampled_from(((), ("GLOVES", "NOPE"))))  # fmt: skip
 def test_both_ways_give_the_same_result_on_random_files(
-    products, big, monkeypatch, data, chunk_rows, key_block, skip_invalid, stored, anonymous
+    products, big, monkeypatch, data, chunk_rows, key_block, skip_invalid, stored, anonymous, non_products
 ):
     monkeypatch.setattr(staging_module, "CHUNK_ROWS", chunk_rows)
     monkeypatch.setattr(direct_module, "KEY_BLOCK", key_block)
@@ -371,7 +372,9 @@ def test_both_ways_give_the_same_result_on_random_files(
         if stored:
             OrderLineFactory(order=OrderFactory(external_id="SO-3"), product=products["GLOVES"], quantity=2)
 
-        (direct, *direct_rest), staged = run_both(data, monkeypatch, skip_invalid=skip_invalid, anonymous=anonymous)
+        (direct, *direct_rest), staged = run_both(
+            data, monkeypatch, skip_invalid=skip_invalid, anonymous=anonymous, non_product_codes=non_products
+        )
 
         assert comparable(direct) == comparable(staged[0])
         assert direct_rest == list(staged[1:])
