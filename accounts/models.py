@@ -30,6 +30,16 @@ class User(AbstractUser):
         return bool(wanted.intersection(self.role_names))
 
 
+class CustomerAccountQuerySet(models.QuerySet):
+    def customers(self) -> "CustomerAccountQuerySet":
+        """Real customers: not the placeholder that orders without a customer id are loaded
+        under (``is_placeholder``); account-based features read only these."""
+        return self.filter(is_placeholder=False)
+
+    def placeholders(self) -> "CustomerAccountQuerySet":
+        return self.filter(is_placeholder=True)
+
+
 class CustomerAccount(VersionedModel):
     """A B2B customer of the webshop (not a user of the back office)."""
 
@@ -45,6 +55,17 @@ class CustomerAccount(VersionedModel):
     preferred_brands = models.ManyToManyField("catalog.Brand", blank=True, related_name="preferred_by")
     excluded_brands = models.ManyToManyField("catalog.Brand", blank=True, related_name="excluded_by")
     created_at = models.DateTimeField(auto_now_add=True)
+    # The orders import's ``--anonymous`` account (docs/orders.md): many unknown customers, so
+    # their baskets count for mining but nothing is counted or tailored per this "account".
+    # db_default: the import writes accounts with SQL of its own.
+    is_placeholder = models.BooleanField(
+        default=False,
+        db_default=False,
+        help_text="Holds the orders that have no customer id (orders import --anonymous); "
+        "never counted as a customer, never gets brand preferences applied.",
+    )
+
+    objects = CustomerAccountQuerySet.as_manager()
 
     class Meta:
         ordering = ["external_id"]

@@ -28,6 +28,31 @@ class CellError(ValueError):
     """A cell that cannot be read; the message is shown to the user next to the line number."""
 
 
+SKU_PUNCTUATION = "._/-"  # what a SKU may hold besides ASCII letters and digits (catalog.models.SKU_VALIDATOR)
+_CHARACTER_NAMES = {" ": "the space", "\t": "the tab", "\u00a0": "the no-break space (U+00A0)"}
+
+
+def _character(char: str) -> str:
+    if char in _CHARACTER_NAMES:
+        return _CHARACTER_NAMES[char]
+    if char.isascii() and char.isprintable():
+        return repr(char)
+    return f"{char!r} (U+{ord(char):04X})" if char.isprintable() else f"U+{ord(char):04X}"
+
+
+def sku_problem(sku: str) -> str | None:
+    """What is wrong with a SKU that SKU_VALIDATOR refuses, naming exactly the characters to
+    replace (ERP codes such as 'BANK CHARGES'); None if it is a valid SKU."""
+    bad = dict.fromkeys(char for char in sku if not (char.isascii() and char.isalnum()) and char not in SKU_PUNCTUATION)
+    if bad:
+        names = [_character(char) for char in bad]
+        listed = names[0] if len(names) == 1 else f"{', '.join(names[:-1])} and {names[-1]}"
+        return f"sku {sku!r} may only hold letters, digits and . _ / -: replace {listed}"
+    if sku[:1] in tuple(SKU_PUNCTUATION):
+        return f"sku {sku!r} must start with a letter or digit, not {sku[0]!r}"
+    return None
+
+
 def escape_formula(value: str) -> str:
     """Prefix formula-like cells with an apostrophe; a cell that already starts with one gets
     another, so that unescape_formula gives every value back exactly."""

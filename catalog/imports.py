@@ -187,7 +187,7 @@ def _parse_row(header: _Header, cells: list[str]) -> dict[str, Any]:
     try:
         SKU_VALIDATOR(sku)
     except Exception:  # noqa: BLE001 - Django's ValidationError; the message is ours
-        raise fmt.CellError(f"sku {sku!r} may only hold letters, digits and . _ / - (no spaces)") from None
+        raise fmt.CellError(fmt.sku_problem(sku) or f"sku {sku!r} is not a valid SKU") from None
     row["sku"] = sku
     row["name"] = cell("name")
     if not row["name"]:

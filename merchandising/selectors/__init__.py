@@ -15,6 +15,7 @@ from django.db import connection
 from django.db.models import Max, QuerySet
 from django.utils import timezone
 
+from accounts.models import CustomerAccount
 from catalog.csv_format import escape_formula
 from catalog.models import CATEGORY_SEPARATOR, Category, Product, ProductStatus
 from merchandising.models import ExclusionRule, MiningRun, Suggestion
@@ -46,8 +47,9 @@ class OrderHistory:
 
     ``order_idx`` and ``product_idx`` are dense indices (0..orders-1, 0..products-1);
     ``product_ids[i]`` is the database id behind product index ``i`` (sorted ascending),
-    ``order_accounts[j]`` the customer account of order index ``j``, and ``order_age_days[j]``
-    its age in days relative to ``reference``.
+    ``order_accounts[j]`` the customer account of order index ``j`` (-1 for the placeholder
+    account of orders without a customer: they count as baskets, not as an account), and
+    ``order_age_days[j]`` its age in days relative to ``reference``.
     """
 
     order_idx: np.ndarray
@@ -203,6 +205,9 @@ def _history(*, window: dict[str, Any], reference: datetime.datetime) -> OrderHi
     used, order_idx = np.unique(position, return_inverse=True)
     product_ids, product_idx = np.unique(line_products, return_inverse=True)
     used_orders = order_rows[used]
+    placeholders = list(CustomerAccount.objects.placeholders().values_list("id", flat=True))
+    if placeholders:
+        used_orders["account"][np.isin(used_orders["account"], placeholders)] = -1
     return OrderHistory(
         order_idx=order_idx.astype(np.int32),
         product_idx=product_idx.astype(np.int32),

@@ -136,11 +136,12 @@ class AccountRules:
 
 
 def account_rules(external_id: str | None) -> AccountRules | None:
-    """The brand rules of the account with this id; None for no account, an unknown one, or
-    one whose preferences change nothing (all get the generic answer). One query."""
+    """The brand rules of the account with this id; None for no account, an unknown one, the
+    placeholder of orders without a customer, or one whose preferences change nothing (all
+    get the generic answer). One query."""
     if not external_id:
         return None
-    accounts = CustomerAccount.objects.filter(external_id=external_id).order_by()
+    accounts = CustomerAccount.objects.customers().filter(external_id=external_id).order_by()
     preferred = accounts.annotate(kind=Value("p")).values_list("brand_mode", "kind", "preferred_brands")
     excluded = accounts.annotate(kind=Value("e")).values_list("brand_mode", "kind", "excluded_brands")
     rows = list(preferred.union(excluded, all=True))

@@ -158,6 +158,7 @@ def _finish(*, run: MiningRun, history: OrderHistory, result: PairResult) -> Non
 def pair_accounts(*, history: OrderHistory, result: PairResult, max_basket_size: int | None) -> np.ndarray:
     """For every mined pair, the distinct customer accounts with an order containing both
     (the orders that count for co_count, those within the basket cap), so accounts <= co_count.
+    Orders of the placeholder account (account -1: orders without a customer) count for no one.
 
     Set-based, in NumPy/SciPy: for each pair, every order of its less-ordered product is looked
     up in the other product's column of the orders x products matrix (a binary search within
@@ -175,7 +176,7 @@ def pair_accounts(*, history: OrderHistory, result: PairResult, max_basket_size:
     )
     by_order.sum_duplicates()
     basket = np.diff(by_order.indptr)
-    keep = basket >= 2
+    keep = (basket >= 2) & (history.order_accounts >= 0)
     if max_basket_size is not None:
         keep &= basket <= max_basket_size
     # Orders renumbered grouped by account: then the orders found for one pair come out in

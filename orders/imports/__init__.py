@@ -28,24 +28,36 @@ from typing import IO, Any
 from django.db import DatabaseError, connection, transaction
 from django.utils import timezone
 
+from accounts.models import CustomerAccount
 from catalog.imports import RowError  # one shape for every import's "line N: reason"
 from orders.imports import direct
 from orders.imports.reading import (
     COLUMNS,
     MAX_QUANTITY,
+    CellError,
     FileError,
     Header,
     check_column_map,
     clean_cells,
+    parse_account_id,
+    parse_codes,
     parse_column_map,
     parse_rows,
     read_header,
     records,
     text_stream,
 )
-from orders.imports.staging import Kind, Staging, as_moment
+from orders.imports.staging import Kind, Staging
 
-__all__ = ["COLUMNS", "ERRORS_KEPT", "OrdersImportResult", "RowError", "orders_import", "parse_column_map"]
+__all__ = [
+    "COLUMNS",
+    "ERRORS_KEPT",
+    "OrdersImportResult",
+    "RowError",
+    "orders_import",
+    "parse_codes",
+    "parse_column_map",
+]
 
 ERRORS_KEPT = 1000  # errors listed in the result (all of them are counted and in the reject file)
 DIFFERING_KEPT = 100
@@ -74,14 +86,21 @@ class OrdersImportResult:
     orders_differing: int = 0  # of those, how many the file has with other content
     lines_created: int = 0  # order lines written (after merging)
     lines_merged: int = 0  # rows added to an earlier row of the same order and SKU
+    orders_spread: int = 0  # of the orders created, those whose rows have different times (earliest kept)
+    orders_anonymous: int = 0  # of the orders created, those under the ``anonymous`` placeholder account
+    anonymous_account: str | None = None
     accounts_created: int = 0
     credit_note_rows: int = 0  # skipped: the order id has the credit-note prefix
     return_rows: int = 0  # skipped: quantity 0 or negative
+    non_product_rows: int = 0  # skipped: the SKU is one of the non-product codes (postage, fees)
+    repeated_rows: int = 0  # skipped: the same in every column as an earlier row
     rejected_rows: int = 0  # bad rows plus the other rows of their orders
     rejected_orders: int = 0
     error_count: int = 0  # bad rows (all of them; ``errors`` lists the first ERRORS_KEPT)
     errors: list[RowError] = field(default_factory=list)
     differing_orders: list[str] = field(default_factory=list)  # the first DIFFERING_KEPT, sorted
+    # Unknown SKUs and their rows, most rows first (the first 20): postage or fee codes show here.
+    unknown_skus: list[tuple[str, int]] = field(default_factory=list)
     ignored_columns: list[str] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)  # seconds per phase
 
@@ -106,6 +125,8 @@ def orders_import(
     rejects: IO[str] | None = None,
     credit_prefix: str = DEFAULT_CREDIT_PREFIX,
     allow_bulk_load: bool = True,
+    anonymous: str | None = None,
+    non_product_codes: Iterable[str] = (),
 ) -> OrdersImportResult:
     """Import an orders CSV (``source``: a seekable binary file).
 
@@ -118,16 +139,26 @@ def orders_import(
     ``reason``. ``column_map`` renames the file's columns ({"InvoiceNo": "order_id", ...});
     a target that is not a column of the format raises ValueError. ``allow_bulk_load=False``
     keeps a big load on the regular path (no exclusive table locks; docs/orders.md).
+
+    Rows the same in every column as an earlier row are skipped and counted; rows of one order
+    at different times make one order at the earliest. Rows without an account id belong to
+    the ``anonymous`` account, a placeholder created if missing (ValueError if that id is a
+    real customer's); without it they are errors. Rows whose SKU is one of
+    ``non_product_codes`` (postage, fees: not goods) are skipped and counted.
     """
     column_map = dict(column_map or {})
     check_column_map(column_map)
-    result = OrdersImportResult(dry_run=dry_run, skip_invalid=skip_invalid)
+    if anonymous is not None:
+        anonymous = _placeholder_id(anonymous)
+    non_products = frozenset(code.strip() for code in non_product_codes if code.strip())
+    result = OrdersImportResult(dry_run=dry_run, skip_invalid=skip_invalid, anonymous_account=anonymous)
     started = time.perf_counter()
     try:
         with transaction.atomic():
-            staging = Staging(connection, allow_bulk_load=allow_bulk_load)
+            staging = Staging(connection, allow_bulk_load=allow_bulk_load, anonymous=anonymous)
+            reading = {"credit_prefix": credit_prefix, "anonymous": anonymous, "non_products": non_products}
             try:
-                _run(staging, result, source, column_map, credit_prefix, rejects, started)
+                _run(staging, result, source, column_map, reading, rejects, started)
             except _Abort:
                 result.refused = True
                 transaction.set_rollback(True)
@@ -144,10 +175,26 @@ def orders_import(
         result.error_count = 1
         result.applied = False
         result.refused = True
-        for name in ("orders_created", "lines_created", "lines_merged", "accounts_created"):
+        for name in ("orders_created", "lines_created", "lines_merged", "accounts_created", "orders_spread",
+                     "orders_anonymous"):  # fmt: skip
             setattr(result, name, 0)
     result.timings["total"] = round(time.perf_counter() - started, 3)
     return result
+
+
+def _placeholder_id(account_id: str) -> str:
+    """The ``anonymous`` account id, checked as the file's are; ValueError if it is not one or
+    names a real customer (whose orders must not mix with unknown ones)."""
+    try:
+        account_id = parse_account_id(account_id)
+    except CellError as exc:
+        raise ValueError(f"--anonymous: {exc}") from None
+    if CustomerAccount.objects.customers().filter(external_id=account_id).exists():
+        raise ValueError(
+            f"--anonymous {account_id!r} is a customer account; name an account id that no customer has "
+            "(it is created as a placeholder)"
+        )
+    return account_id
 
 
 def _lap(result: OrdersImportResult, phase: str, since: float) -> float:
@@ -161,20 +208,20 @@ def _run(
     result: OrdersImportResult,
     source: IO[bytes],
     column_map: dict[str, str],
-    credit_prefix: str,
+    reading: dict[str, Any],
     rejects: IO[str] | None,
     started: float,
 ) -> None:
     if direct.wanted(staging, source):
         try:
             with transaction.atomic(using=staging.connection.alias):
-                _direct_load(staging, result, source, column_map, credit_prefix, rejects, started)
+                _direct_load(staging, result, source, column_map, reading, rejects, started)
             return
         except direct.Fallback as exc:
             logger.info("orders import: the direct load gave up (%s); the staged import takes over", exc)
             started = _lap(result, "direct_load_given_up", started)
     staging.create()
-    header = _stage(staging, staging.loader, result, source, column_map, credit_prefix)
+    header = _stage(staging, staging.loader, result, source, column_map, reading)
     lap = _lap(result, "read_and_stage", started)
 
     staging.check()
@@ -182,9 +229,11 @@ def _run(
     result.error_count += counts["errors"]
     result.rejected_rows = counts["rejected_rows"]
     result.rejected_orders = counts["rejected_orders"]
+    result.repeated_rows = staging.repeated_rows
     result.errors = [
         RowError(row[0], _reason(row)) for row in itertools.islice(staging.rejections(errors_only=True), ERRORS_KEPT)
     ]
+    result.unknown_skus = staging.unknown_skus()
     lap = _lap(result, "check", lap)
 
     if rejects is not None:
@@ -210,14 +259,14 @@ def _direct_load(
     result: OrdersImportResult,
     source: IO[bytes],
     column_map: dict[str, str],
-    credit_prefix: str,
+    reading: dict[str, Any],
     rejects: IO[str] | None,
     started: float,
 ) -> None:
     """The direct load (``direct``); raises direct.Fallback, having written nothing that its
     savepoint does not take back, where the staged import must do the work."""
     load = direct.DirectLoad(staging, now=timezone.now())
-    header = _stage(staging, load.loader, result, source, column_map, credit_prefix)
+    header = _stage(staging, load.loader, result, source, column_map, reading)
     lap = _lap(result, "read_and_write", started)
     if rejects is not None:
         _write_rejects([], source, header, rejects)
@@ -227,6 +276,9 @@ def _direct_load(
     result.orders_created = load.orders_created
     result.lines_created = load.lines_created
     result.lines_merged = load.rows_written - load.lines_created
+    result.repeated_rows = load.repeated_rows
+    result.orders_spread = load.orders_spread
+    result.orders_anonymous = load.orders_anonymous
     result.accounts_created = load.accounts_created
     staging.check_constraints()
     _lap(result, "constraints", lap)
@@ -239,7 +291,7 @@ def _stage(
     result: OrdersImportResult,
     source: IO[bytes],
     column_map: dict[str, str],
-    credit_prefix: str,
+    reading: dict[str, Any],
 ) -> Header:
     """Read the file into ``loader``'s tables (``Staging.loader`` or ``DirectLoad.loader``);
     raise _Abort (with the errors in ``result``) if the file itself cannot be read."""
@@ -261,12 +313,12 @@ def _stage(
                     lines,
                     header,
                     tz=timezone.get_default_timezone(),
-                    credit_prefix=credit_prefix,
                     moment_value=staging.moment_value,
                     stage=stage,
                     reject=reject,
                     end_chunk=end_chunk,
                     chunk_rows=staging.chunk_rows,
+                    **reading,
                 )
         except FileError as exc:
             result.errors = [RowError(exc.line, exc.message)]
@@ -277,23 +329,19 @@ def _stage(
     result.rows = counts.rows
     result.credit_note_rows = counts.credit_note_rows
     result.return_rows = counts.return_rows
+    result.non_product_rows = counts.non_product_rows
     return header
 
 
 def _reason(row: tuple) -> str:
     """The message for a rejected line of the staging area (see staging.Kind)."""
-    line, order_id, kind, message, value, ref_line, ref_value, at, ref_at = row
+    line, order_id, kind, message, value, ref_line, ref_value = row
     if kind == Kind.PARSE:
         return message
-    if kind == Kind.DUPLICATE:
-        return f"duplicate line: the same as line {ref_line}"
     if kind == Kind.UNKNOWN_SKU:
         return f"unknown SKU {value!r}"
     if kind == Kind.ACCOUNT_DIFFERS:
         return f"order {order_id!r} has account_id {value!r} here but {ref_value!r} on line {ref_line}"
-    if kind == Kind.TIME_DIFFERS:
-        here, there = (timezone.localtime(as_moment(moment)).isoformat() for moment in (at, ref_at))
-        return f"order {order_id!r} has ordered_at {here} here but {there} on line {ref_line}"
     if kind == Kind.QUANTITY_TOO_LARGE:
         return (
             f"the lines of SKU {value!r} in order {order_id!r} add up to quantity {ref_value}, more than {MAX_QUANTITY}"

@@ -11,7 +11,9 @@ orders and lines into their tables (binary COPY, which writes a page at a time) 
 reads on, holding the big load's locks and with its keys and indexes dropped. Re-creating
 those is what is left after the last row.
 
-It takes only the common case of a big load: new orders, no bad row. Anything else makes it
+It takes only the common case of a big load: new orders, no bad row (an order's rows at
+different times, repeated rows and the ``anonymous`` placeholder's orders are common in ERP
+exports: it takes those as the staged import does). Anything else makes it
 give up (``Fallback``): its work is rolled back to a savepoint (the rows written, the dropped
 keys and indexes and the locks alike) and the staged import starts again from the beginning of
 the file. That happens for a bad row of any kind (the staged import reports them all with
@@ -97,6 +99,8 @@ class DirectLoad:
         self.dropped: list[str] | None = None  # what bulk_load_rebuild re-creates
         self.rows: list[tuple] = []  # parsed rows not written yet
         self.orders_created = self.lines_created = self.rows_written = self.accounts_created = 0
+        self.repeated_rows = self.orders_spread = self.orders_anonymous = 0
+        self.anonymous = staging.anonymous  # the placeholder account's id, or None
 
     @contextmanager
     def loader(self) -> Iterator[Callbacks]:
@@ -152,16 +156,18 @@ class DirectLoad:
     def _group(self, rows: list[tuple]) -> tuple[list[tuple], list[str], int]:
         """The orders of ``rows`` (parsed rows: line, order id, account id, time, SKU, quantity,
         price; each order complete), as (id, order id, account id, time), their lines as rows
-        of a text COPY, and the number of rows. Gives up on the first thing that the staged
-        import would report: a duplicate row, an unknown SKU, a row whose account or time
-        differs from its order's first row, a merged quantity too large for the column, or an
-        order met twice (its rows do not follow each other; one written with an earlier chunk
-        is found when this chunk goes in)."""
+        of a text COPY, and the number of rows written (repeated rows are skipped). Gives up
+        on the first thing that the staged import would report: an unknown SKU, a row whose
+        account differs from its order's first row, a merged quantity too large for the
+        column, or an order met twice (its rows do not follow each other; one written with an
+        earlier chunk is found when this chunk goes in)."""
         orders: list[tuple] = []
         lines: list[str] = []
         seen: set[str] = set()
         products, prices, keys = self.products, self.prices, self.keys
         key = None
+        written = len(rows)
+        anonymous = self.anonymous
         for order_id, group in itertools.groupby(rows, key=_ORDER_ID):
             if order_id in seen:
                 raise Fallback(f"the rows of order {order_id!r} do not follow each other")
@@ -174,6 +180,7 @@ class DirectLoad:
                 key = next(keys)
             prefix = f"{key}\t"
             count = len(order_rows)
+            moment = first[3]
             # The common case, nothing to merge, checked by C loops (map, set).
             if count == 1 or (
                 len(set(map(_SKU, order_rows))) == count and len(set(map(_ACCOUNT_AND_TIME, order_rows))) == 1
@@ -183,25 +190,32 @@ class DirectLoad:
                 except KeyError:
                     raise Fallback(f"order {order_id!r} (line {first[0]}) has an unknown SKU") from None
             else:
-                lines += [
-                    f"{prefix}{product}{quantity}\t{prices[price]}\n"
-                    for product, quantity, price in self._merged(order_id, order_rows)
-                ]
-            orders.append((key, order_id, first[2], first[3]))
+                merged, moment, repeated = self._merged(order_id, order_rows)
+                lines += [f"{prefix}{product}{quantity}\t{prices[price]}\n" for product, quantity, price in merged]
+                written -= repeated
+            orders.append((key, order_id, first[2], moment))
+            if first[2] == anonymous:
+                self.orders_anonymous += 1
         self.last_key = key
-        return orders, lines, len(rows)
+        return orders, lines, written
 
-    def _merged(self, order_id: str, rows: list[tuple]) -> list[tuple[str, int, int]]:
-        """The lines of an order with several rows of a SKU: (product cell, quantity, price)."""
+    def _merged(self, order_id: str, rows: list[tuple]) -> tuple[list[tuple[str, int, int]], datetime, int]:
+        """An order with several rows of a SKU or rows at different times: its lines (product
+        cell, quantity, price), its time (the earliest of its rows), and the rows skipped as
+        repeats of an earlier row (the same in every column, as the staged import finds them)."""
         account, moment = rows[0][2:4]
+        earliest, spread = moment, False
         by_sku: dict[str, list[tuple[int, int]]] = {}
+        seen: set[tuple] = set()
         for line, _, row_account, row_moment, sku, quantity, price in rows:
-            if row_account != account or row_moment != moment:
-                raise Fallback(f"line {line} disagrees with the first row of its order")
-            merged = by_sku.setdefault(sku, [])
-            if (quantity, price) in merged:
-                raise Fallback(f"line {line} is a duplicate")
-            merged.append((quantity, price))
+            if row_account != account:
+                raise Fallback(f"line {line} has another account than the first row of its order")
+            if row_moment != moment:
+                earliest, spread = min(earliest, row_moment), True
+            if (sku, quantity, price, row_moment) in seen:
+                continue
+            seen.add((sku, quantity, price, row_moment))
+            by_sku.setdefault(sku, []).append((quantity, price))
         lines = []
         for sku, merged in by_sku.items():
             product = self.products.get(sku)
@@ -213,7 +227,10 @@ class DirectLoad:
             prices = {price for _, price in merged}
             price = prices.pop() if len(prices) == 1 else average_price(sum(q * p for q, p in merged), quantity)
             lines.append((product, quantity, price))
-        return lines
+        self.orders_spread += spread
+        repeated = len(rows) - len(seen)
+        self.repeated_rows += repeated
+        return lines, earliest, repeated
 
     def _take_keys(self) -> Iterator[int]:
         """The next KEY_BLOCK order ids: the sequence is moved past them at once (no one else
@@ -277,10 +294,10 @@ class DirectLoad:
         if not missing:
             return
         cursor.execute(
-            "INSERT INTO {account} (external_id, name, segment, industry, brand_mode, created_at) "
-            "SELECT a, '', '', '', %s, %s FROM unnest(%s::text[]) AS a ORDER BY a "
+            "INSERT INTO {account} (external_id, name, segment, industry, brand_mode, created_at, is_placeholder) "
+            "SELECT a, '', '', '', %s, %s, a = %s FROM unnest(%s::text[]) AS a ORDER BY a "
             "ON CONFLICT (external_id) DO NOTHING RETURNING external_id, id".format(**self.names),
-            (CustomerAccount.BrandMode.PREFER.value, self.now, sorted(missing)),
+            (CustomerAccount.BrandMode.PREFER.value, self.now, self.anonymous or "", sorted(missing)),
         )
         created = dict(cursor.fetchall())
         if len(created) != len(missing):  # under the locks no one else can have created one

@@ -144,10 +144,14 @@ def clean_cells(cells: list[str]) -> list[str]:
     return [cell.encode("utf-8", "surrogateescape").decode("utf-8", "replace") for cell in cells]
 
 
+# Where an order has no customer: the way out is an option of the command (docs/orders.md).
+EMPTY_ACCOUNT = "account_id is empty; orders without a customer use --anonymous ACCOUNT_ID"
+
+
 def _parse_id(value: str, column: str) -> str:
     text = value.strip()
     if not text:
-        raise CellError(f"{column} is empty" + (" (missing account)" if column == "account_id" else ""))
+        raise CellError(EMPTY_ACCOUNT if column == "account_id" else f"{column} is empty")
     if _SURROGATE(text):
         raise CellError(BAD_ENCODING)
     if len(text) > MAX_ID_LENGTH:
@@ -156,6 +160,16 @@ def _parse_id(value: str, column: str) -> str:
         bad = next(char for char in text if not char.isprintable())
         raise CellError(f"{column} {text!r} contains an invisible or control character (U+{ord(bad):04X})")
     return text
+
+
+def parse_account_id(value: str) -> str:
+    """An account id as the file's cells are checked (for ``--anonymous``); CellError if not."""
+    return _parse_id(value, "account_id")
+
+
+def parse_codes(text: str) -> frozenset[str]:
+    """``"POST, M,BANK CHARGES"`` -> the SKUs, as matched against a row's (stripped) sku cell."""
+    return frozenset(code.strip() for code in text.split(",") if code.strip())
 
 
 def _order_id_or_none(cells: list[str], position: int) -> str | None:
@@ -219,6 +233,7 @@ class Counts:
     rows: int = 0
     credit_note_rows: int = 0
     return_rows: int = 0
+    non_product_rows: int = 0
     staged_rows: int = 0
     error_rows: int = 0
 
@@ -234,13 +249,17 @@ def parse_rows(
     reject: Callable[[int, str | None, str], Any],
     end_chunk: Callable[[], Any] | None = None,
     chunk_rows: int = 0,
+    anonymous: str | None = None,
+    non_products: frozenset[str] = frozenset(),
 ) -> Counts:
     """Read every row after the header: skipped rows are counted, good ones go to ``stage`` as
     (line, order_id, account_id, ordered_at, sku, quantity, price in ten-thousandths), bad ones
     to ``reject`` as (line, order_id or None, message); a row gets the first problem found in it.
 
     A row is only read as far as needed to know it is skipped: a credit note's cells after the
-    order id, and a return line's cells after the quantity, are not checked.
+    order id, a non-product row's (its sku is one of ``non_products``: postage, fees) other
+    cells, and a return line's cells after the quantity, are not checked. An empty account id
+    is ``anonymous`` if given (the placeholder account), an error if not.
 
     With ``end_chunk``, the staged rows are cut into chunks: ``end_chunk`` is called where an
     order id changes once at least ``chunk_rows`` rows were staged since the last cut (so that
@@ -258,7 +277,7 @@ def parse_rows(
     last_order_id = account = ""
     last_credit = False
     last_at_value: Any = None
-    rows = staged = credit_notes = returns = errors = 0
+    rows = staged = credit_notes = returns = non_product_rows = errors = 0
     # Where the next chunk may end (at an order's first row), and where it must.
     cut = chunk_rows if end_chunk else -1
     hard_cut = 4 * chunk_rows if end_chunk else -1
@@ -290,6 +309,9 @@ def parse_rows(
             if last_credit:
                 credit_notes += 1
                 continue
+            if non_products and cells[i_sku].strip() in non_products:
+                non_product_rows += 1
+                continue
             text = cells[i_quantity]
             quantity = int(text) if text.isdigit() and text.isascii() and len(text) < 10 else parse_quantity(text)
             if quantity <= 0:
@@ -297,7 +319,7 @@ def parse_rows(
                 continue
             text = cells[i_account]
             if text != last_account:
-                account = _parse_id(text, "account_id")
+                account = anonymous if anonymous is not None and not text.strip() else _parse_id(text, "account_id")
                 last_account = text
             text = cells[i_at]
             if text != last_at_text:
@@ -325,5 +347,5 @@ def parse_rows(
             # A failure may leave a cache half set: forget it all.
             last_order = last_account = last_at_text = None
     counts.rows, counts.staged_rows, counts.error_rows = rows, staged, errors
-    counts.credit_note_rows, counts.return_rows = credit_notes, returns
+    counts.credit_note_rows, counts.return_rows, counts.non_product_rows = credit_notes, returns, non_product_rows
     return counts

@@ -8,11 +8,14 @@ result:
    with their product; ``import_orders``: the rows grouped per order. On PostgreSQL the
    server groups each chunk of rows while Python reads the next one (``Staging._chunks``),
    and merges the groups of orders whose rows were in several chunks afterwards.
-2. Checks, each adding to ``import_errors`` (one reason per line: the first check that
-   finds something wins, in this order): parse errors (from Python), duplicate lines,
-   unknown SKUs, lines that disagree with their order's first line on account or time, and
-   merged quantities too large for the column. Then every other row of an order with a bad
-   row is rejected with it, so that an order is never imported in part.
+2. Repeated rows (the same in every column as an earlier row: an ERP's habit) are counted
+   and deleted, and the groups they were in grouped again. Checks, each adding to
+   ``import_errors`` (one reason per line: the first check that finds something wins, in
+   this order): parse errors (from Python), unknown SKUs, lines whose account differs from
+   their order's first line, and merged quantities too large for the column. Then every
+   other row of an order with a bad row is rejected with it, so that an order is never
+   imported in part. Rows of one order at different times are one order: it gets the
+   earliest time (``ORDERS_OF``'s minimum).
 3. Writes: missing customer accounts, new orders (ON CONFLICT DO NOTHING, so an order that
    exists is never touched, whoever inserted it), then the lines of the orders this import
    created, all in the caller's transaction. A big load on PostgreSQL drops the line table's
@@ -35,7 +38,7 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import datetime
 from decimal import ROUND_HALF_UP, Decimal
 from enum import IntEnum
 from typing import Any
@@ -75,10 +78,8 @@ class Kind(IntEnum):
     """Why a line is rejected; the order is also the checks' priority."""
 
     PARSE = 1
-    DUPLICATE = 2
     UNKNOWN_SKU = 3
     ACCOUNT_DIFFERS = 4
-    TIME_DIFFERS = 5
     QUANTITY_TOO_LARGE = 6
     WITH_ORDER = 9  # a good row of an order that has a bad row
 
@@ -99,6 +100,7 @@ TABLES = (
     "import_chunk",
     "import_split",
     "import_merged",
+    "import_repeats",
 )
 
 _TYPES = {
@@ -134,8 +136,9 @@ COPY_PIECE = 1 << 20  # bytes handed to libpq at a time by send_copy
 CHUNK_SQL = "ANALYZE {rows}; INSERT INTO import_lines {lines}; INSERT INTO import_orders {orders}"
 CHUNK_MOVE = "; INSERT INTO import_rows_rest SELECT * FROM import_chunk; TRUNCATE import_chunk"
 CHUNK_FIRST = "CREATE TEMPORARY TABLE import_products AS SELECT id, sku FROM {product}; ANALYZE import_products; "
-# Orders whose rows do not all have the same account and time.
-DISAGREEING = "import_orders WHERE account_id <> account_max OR ordered_at <> ordered_at_max"
+# Orders whose rows do not all have the same account.
+DISAGREEING = "import_orders WHERE account_id <> account_max"
+UNKNOWN_SKUS_KEPT = 20  # the unknown SKUs listed in the result, most rows first
 # An exact price from ten-thousandths (PostgreSQL: numeric division; SQLite: the correctly
 # rounded double, the same one SQLite stores for the decimal text).
 PRICE = "({} / 10000.0)"
@@ -150,7 +153,7 @@ class Staging:
     # minutes instead of 0.5 s for a re-import of 200000 lines).
     FULL_JOIN_VENDORS = frozenset({"postgresql"})
 
-    def __init__(self, connection, *, allow_bulk_load: bool = True):
+    def __init__(self, connection, *, allow_bulk_load: bool = True, anonymous: str | None = None):
         if connection.vendor not in _TYPES:
             raise NotImplementedError(f"the orders import supports PostgreSQL and SQLite, not {connection.vendor}")
         self.connection = connection
@@ -158,6 +161,8 @@ class Staging:
         self.mixed_prices = 0  # merged lines whose rows differ in price (see merge_prices)
         self.bulk_load = False  # the lines were written on the bulk-load path
         self.allow_bulk_load = allow_bulk_load  # False: always the regular path (no table locks)
+        self.anonymous = anonymous  # the placeholder account of orders without a customer id
+        self.repeated_rows = 0  # rows the same as an earlier one, skipped (see check)
         self.timings: dict[str, float] = {}  # seconds of the write's steps
         self._pending = False  # statements sent by _send() whose answer was not read yet
         quote = connection.ops.quote_name
@@ -230,7 +235,7 @@ class Staging:
         )
         self.execute(
             "CREATE TEMPORARY TABLE import_errors (line {int} PRIMARY KEY, order_id {text}, kind {int} NOT NULL, "
-            "message {text}, value {text}, ref_line {int}, ref_value {text}, at {moment}, ref_at {moment})"
+            "message {text}, value {text}, ref_line {int}, ref_value {text})"
         )
         self.execute("CREATE TEMPORARY TABLE import_prices (order_id {text}, sku {text}, price {int})")
         self.execute("CREATE TEMPORARY TABLE import_created_orders (id {int}, external_id {text})")
@@ -425,17 +430,11 @@ class Staging:
                 (MAX_QUANTITY,),
             )
             merged, unknown, too_large = cursor.fetchone()
-        # Duplicate lines: the same in every column as an earlier line (rows of one order and
-        # SKU that differ in quantity or price are merged instead).
-        if merged:
-            x(
-                "INSERT INTO import_errors (line, order_id, kind, ref_line) "
-                f"SELECT line, order_id, {Kind.DUPLICATE:d}, first_line FROM ("
-                "SELECT r.line, r.order_id, MIN(r.line) OVER (PARTITION BY r.order_id, r.sku, r.quantity, "
-                "r.price, r.account_id, r.ordered_at) AS first_line "
-                f"FROM import_rows r WHERE {IN_GROUPS.format('n > 1')}) d "
-                "WHERE d.line <> d.first_line ON CONFLICT (line) DO NOTHING"
-            )
+        # Repeated rows: the same in every column as an earlier row (rows of one order and SKU
+        # that differ in quantity, price or time are merged instead). Only groups of several
+        # rows can hold one.
+        if merged and self._skip_repeats() and too_large:
+            too_large = self.value("SELECT COUNT(*) FROM import_lines WHERE quantity > %s", (MAX_QUANTITY,))
         if unknown:
             x(
                 "INSERT INTO import_errors (line, order_id, kind, value) "
@@ -443,15 +442,14 @@ class Staging:
                 "WHERE r.sku IN (SELECT sku FROM import_lines WHERE product_id IS NULL) "
                 "ON CONFLICT (line) DO NOTHING"
             )
-        # An order's first line sets its account and time; later lines must agree.
+        # An order's first line sets its account; later lines must agree (their times may
+        # differ: the order gets the earliest).
         x(
-            "INSERT INTO import_errors (line, order_id, kind, value, ref_line, ref_value, at, ref_at) "
-            f"SELECT r.line, r.order_id, CASE WHEN r.account_id <> f.account_id THEN {Kind.ACCOUNT_DIFFERS:d} "
-            f"ELSE {Kind.TIME_DIFFERS:d} END, r.account_id, f.line, f.account_id, r.ordered_at, f.ordered_at "
+            "INSERT INTO import_errors (line, order_id, kind, value, ref_line, ref_value) "
+            f"SELECT r.line, r.order_id, {Kind.ACCOUNT_DIFFERS:d}, r.account_id, f.line, f.account_id "
             f"FROM (SELECT * FROM import_rows WHERE order_id IN (SELECT order_id FROM {DISAGREEING})) r "
             f"JOIN (SELECT * FROM import_rows WHERE line IN (SELECT first_line FROM {DISAGREEING})) f "
-            "ON f.order_id = r.order_id "
-            "WHERE r.account_id <> f.account_id OR r.ordered_at <> f.ordered_at "
+            "ON f.order_id = r.order_id WHERE r.account_id <> f.account_id "
             "ON CONFLICT (line) DO NOTHING"
         )
         if too_large:
@@ -474,6 +472,44 @@ class Staging:
             "WHERE order_id IN (SELECT order_id FROM import_bad_orders)) r "
             "JOIN import_bad_orders b ON b.order_id = r.order_id WHERE true ON CONFLICT (line) DO NOTHING"
         )
+
+    def _skip_repeats(self) -> int:
+        """Count and delete the staged rows that repeat an earlier row in every column (the
+        same values, however written), and group the lines and orders they were in again;
+        returns their number."""
+        x = self.execute
+        x(
+            "CREATE TEMPORARY TABLE import_repeats AS SELECT line, order_id, sku FROM ("
+            "SELECT r.line, r.order_id, r.sku, MIN(r.line) OVER (PARTITION BY r.order_id, r.sku, r.quantity, "
+            "r.price, r.account_id, r.ordered_at) AS first_line "
+            f"FROM import_rows r WHERE {IN_GROUPS.format('n > 1')}) d WHERE d.line <> d.first_line"
+        )
+        self.repeated_rows = self.value("SELECT COUNT(*) FROM import_repeats")
+        if not self.repeated_rows:
+            return 0
+        x("DELETE FROM import_rows WHERE line IN (SELECT line FROM import_repeats)")
+        products = "import_products" if self.vendor in self.COPY_VENDORS else "{product}"
+        lines = "(order_id, sku) IN (SELECT order_id, sku FROM import_repeats)"
+        orders = "order_id IN (SELECT order_id FROM import_repeats)"
+        x(f"DELETE FROM import_lines WHERE {lines}")
+        x(
+            "INSERT INTO import_lines "
+            + LINES_OF.format(rows=f"(SELECT * FROM import_rows WHERE {lines}) r", products=products)
+        )
+        x(f"DELETE FROM import_orders WHERE {orders}")
+        x("INSERT INTO import_orders " + ORDERS_OF.format(rows=f"(SELECT * FROM import_rows WHERE {orders}) r"))
+        return self.repeated_rows
+
+    def unknown_skus(self, limit: int = UNKNOWN_SKUS_KEPT) -> list[tuple[str, int]]:
+        """The unknown SKUs with their number of rows, most rows first: what to look at for
+        codes that are not products (postage, fees; docs/orders.md)."""
+        with self.connection.cursor() as cursor:
+            cursor.execute(
+                f"SELECT value, COUNT(*) FROM import_errors WHERE kind = {Kind.UNKNOWN_SKU:d} "
+                "GROUP BY value ORDER BY COUNT(*) DESC, value LIMIT %s",
+                (limit,),
+            )
+            return [(sku, count) for sku, count in cursor.fetchall()]
 
     def _merge_chunks(self) -> None:
         """The orders whose rows were in several chunks have a row per chunk in import_orders,
@@ -514,10 +550,10 @@ class Staging:
         }
 
     def rejections(self, *, errors_only: bool = False) -> Iterator[tuple]:
-        """(line, order_id, kind, message, value, ref_line, ref_value, at, ref_at) by line."""
+        """(line, order_id, kind, message, value, ref_line, ref_value) by line."""
         only = f"kind <> {Kind.WITH_ORDER:d} AND " if errors_only else ""
         return self.pages(
-            "SELECT line, order_id, kind, message, value, ref_line, ref_value, at, ref_at "
+            "SELECT line, order_id, kind, message, value, ref_line, ref_value "
             f"FROM import_errors WHERE {only}line > %s ORDER BY line"
         )
 
@@ -587,10 +623,11 @@ class Staging:
         )
         differing = self._find_differing()
         accounts = x(
-            "INSERT INTO {account} (external_id, name, segment, industry, brand_mode, created_at) "
-            "SELECT DISTINCT account_id, '', '', '', %s, %s FROM import_new_orders WHERE true "
+            "INSERT INTO {account} (external_id, name, segment, industry, brand_mode, created_at, is_placeholder) "
+            "SELECT DISTINCT account_id, '', '', '', %s, %s, account_id = %s FROM import_new_orders WHERE true "
             "ORDER BY account_id ON CONFLICT (external_id) DO NOTHING",
-            (CustomerAccount.BrandMode.PREFER.value, now),
+            # No placeholder: an account id is never empty, so the comparison is always false.
+            (CustomerAccount.BrandMode.PREFER.value, now, self.anonymous or ""),
         )
         # The staged rows of the orders to create (each one is a line or merged into one):
         # whether that is a big load is decided before the orders are written, so that they
@@ -658,8 +695,16 @@ class Staging:
             started = time.perf_counter()
             self.bulk_load_rebuild(dropped)
             self.timings["rebuild"] = round(time.perf_counter() - started, 3)
+        spread = anonymous = 0
+        created_orders = "import_orders o JOIN import_created_orders c ON c.external_id = o.order_id"
+        if self.value("SELECT COUNT(*) FROM import_orders WHERE ordered_at <> ordered_at_max"):
+            spread = self.value(f"SELECT COUNT(*) FROM {created_orders} WHERE o.ordered_at <> o.ordered_at_max")
+        if self.anonymous is not None:
+            anonymous = self.value(f"SELECT COUNT(*) FROM {created_orders} WHERE o.account_id = %s", (self.anonymous,))
         return {
             "accounts_created": accounts,
+            "orders_spread": spread,
+            "orders_anonymous": anonymous,
             "orders_created": created,
             "orders_existing": good_orders - created,
             "orders_differing": differing,
@@ -853,10 +898,3 @@ def _batched(rows: Iterator[list[str]]) -> Iterator[list[list[str]]]:
             chunk = []
     if chunk:
         yield chunk
-
-
-def as_moment(value: Any) -> datetime:
-    """A staged time read back (PostgreSQL: aware datetime; SQLite: UTC text) as aware UTC."""
-    if isinstance(value, datetime):
-        return value if value.tzinfo else value.replace(tzinfo=UTC)
-    return datetime.fromisoformat(value).replace(tzinfo=UTC)

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from django.core.management import CommandError, call_command
 
+from accounts.models import CustomerAccount
 from orders import imports
 from orders.models import Order, OrderLine
 from tests.factories import ProductFactory
@@ -42,6 +43,18 @@ GOOD = (
     "SO-1,ACME,2024-03-01,GLOVES,-1,5.00",
     "C-2,ACME,2024-03-02,DRILL,-1,129.00",
 )
+
+
+def unknown(listed: str, codes: str) -> list[str]:
+    """What the command adds to the errors when some SKUs are unknown."""
+    return [
+        f"Unknown SKUs, most rows first: {listed}.",
+        f"Codes that are not goods (postage, fees, adjustments) can be skipped: import again with "
+        f"--non-product-codes '{codes}' (keep only those that are not products). Missing products: "
+        "import_products first.",
+    ]
+
+
 BAD = (
     "SO-1,ACME,2024-03-01,DRILL,1,129.00",
     "SO-2,ACME,2024-03-02,NOPE,1,5.00",
@@ -87,6 +100,7 @@ def test_bad_rows_fail_with_their_line_numbers_and_write_nothing(tmp_path):
     assert err.getvalue() == (
         "line 3: unknown SKU 'NOPE'\n"
         "line 5: ordered_at 'someday' is not an ISO 8601 date and time (e.g. 2024-03-01T14:30:00 or 2024-03-01 14:30)\n"
+        + "".join(f"{line}\n" for line in unknown("NOPE (1 row)", "NOPE"))
     )
     assert Order.objects.count() == 0
     assert not (tmp_path / "orders.csv.rejects.csv").exists()
@@ -107,6 +121,7 @@ def test_skip_invalid_imports_the_rest_and_writes_the_reject_file_next_to_the_in
     assert err.splitlines() == [
         "line 3: unknown SKU 'NOPE'",
         "line 5: ordered_at 'someday' is not an ISO 8601 date and time (e.g. 2024-03-01T14:30:00 or 2024-03-01 14:30)",
+        *unknown("NOPE (1 row)", "NOPE"),
     ]
     assert rejects.read_text(encoding="utf-8") == (
         "order_id,account_id,ordered_at,sku,quantity,unit_price,line,reason\n"
@@ -198,6 +213,7 @@ def test_long_error_lists_are_cut_and_counted(tmp_path, monkeypatch):
         "line 2: unknown SKU 'NOPE'",
         "line 3: unknown SKU 'NOPE'",
         "... and 3 more errors.",
+        *unknown("NOPE (5 rows)", "NOPE"),
     ]
 
 
@@ -215,3 +231,80 @@ def test_verbosity_2_prints_the_timings(tmp_path):
     out, _ = call(str(write(tmp_path / "orders.csv", *GOOD)), "-v", "2")
 
     assert out.splitlines()[-1].startswith("Timings (s): read_and_stage ")
+
+
+# --- real ERP exports: spread-out times, repeated rows, orders without a customer, postage ------
+
+ERP = (
+    "536365,17850,2010-12-01 08:26:00,DRILL,6,2.55",
+    "536365,17850,2010-12-01 08:27:00,BITS,6,3.39",  # a minute later: the same order
+    "536365,17850,2010-12-01 08:26:00,DRILL,6,2.55",  # the same line twice
+    "536365,17850,2010-12-01 08:26:00,POST,1,18.00",
+    "536366,,2010-12-01 08:28:00,GLOVES,6,1.85",  # no customer
+    "536366,,2010-12-01 08:28:00,BITS,2,3.39",
+    "536367,,2010-12-01 08:34:00,BANK CHARGES,1,15.00",
+    "536367,,2010-12-01 08:34:00,DRILL,1,2.55",
+)
+
+
+def test_an_erp_export_with_its_habits_is_imported_and_each_habit_counted(tmp_path):
+    path = write(tmp_path / "erp.csv", *ERP)
+
+    out, err = call(str(path), "--anonymous", "WALK-IN", "--non-product-codes", "POST, BANK CHARGES")
+
+    assert err == ""
+    assert out == (
+        "Imported erp.csv: 8 rows; 3 orders created with 5 lines (0 rows merged into a line of the same SKU), "
+        "0 orders already present (left unchanged), 2 new customer accounts.\n"
+        "1 order had lines at different times and was given the earliest.\n"
+        "2 orders without a customer loaded under the placeholder account WALK-IN.\n"
+        "Skipped: 0 return lines (quantity 0 or less), 0 credit-note rows, 1 repeated row (the same as an earlier "
+        "row), 2 non-product rows (--non-product-codes).\n"
+    )
+    order = Order.objects.get(external_id="536365")
+    assert order.ordered_at.isoformat() == "2010-12-01T07:26:00+00:00"
+    assert sorted(order.lines.values_list("product__sku", "quantity")) == [("BITS", 6), ("DRILL", 6)]
+    assert list(Order.objects.filter(account__external_id="WALK-IN").order_by("external_id").values_list(
+        "external_id", "account__is_placeholder")) == [("536366", True), ("536367", True)]  # fmt: skip
+    assert list(CustomerAccount.objects.order_by("external_id").values_list("external_id", "is_placeholder")) == [
+        ("17850", False),
+        ("WALK-IN", True),
+    ]
+
+    again_out, _ = call(str(path), "--anonymous", "WALK-IN", "--non-product-codes", "POST,BANK CHARGES")
+
+    assert again_out.splitlines()[0] == (
+        "Imported erp.csv: 8 rows; 0 orders created with 0 lines (0 rows merged into a line of the same SKU), "
+        "3 orders already present (left unchanged), 0 new customer accounts."
+    )
+    assert "0 orders without a customer loaded under the placeholder account WALK-IN." in again_out
+    assert (Order.objects.count(), OrderLine.objects.count()) == (3, 5)
+
+
+def test_without_anonymous_an_empty_account_names_the_option_and_codes_are_listed(tmp_path):
+    path = write(tmp_path / "erp.csv", *ERP)
+    err = io.StringIO()
+
+    with pytest.raises(CommandError, match="^5 errors in "):
+        call_command("import_orders", str(path), stdout=io.StringIO(), stderr=err)
+
+    assert err.getvalue().splitlines() == [
+        "line 5: unknown SKU 'POST'",
+        "line 6: account_id is empty; orders without a customer use --anonymous ACCOUNT_ID",
+        "line 7: account_id is empty; orders without a customer use --anonymous ACCOUNT_ID",
+        "line 8: account_id is empty; orders without a customer use --anonymous ACCOUNT_ID",
+        "line 9: account_id is empty; orders without a customer use --anonymous ACCOUNT_ID",
+        *unknown("POST (1 row)", "POST"),
+    ]
+    assert (Order.objects.count(), CustomerAccount.objects.count()) == (0, 0)
+
+
+def test_anonymous_must_not_name_a_customer(tmp_path):
+    CustomerAccount.objects.create(external_id="17850")
+    path = write(tmp_path / "erp.csv", *ERP)
+
+    with pytest.raises(CommandError, match=r"^--anonymous '17850' is a customer account; name an account id"):
+        call(str(path), "--anonymous", "17850")
+    with pytest.raises(CommandError, match=r"^--anonymous: account_id is longer than 64 characters$"):
+        call(str(path), "--anonymous", "A" * 65)
+    assert Order.objects.count() == 0

@@ -50,9 +50,14 @@ def comparable(result) -> dict:
     return {k: v for k, v in result.to_dict().items() if k not in {"timings", "direct_load"}}
 
 
+def placeholders() -> list[str]:
+    return list(CustomerAccount.objects.placeholders().values_list("external_id", flat=True))
+
+
 def run_both(data: bytes, monkeypatch, **kwargs):
-    """(direct-first result, its rejects, its history; the staged import's, the same), each in
-    a transaction of its own that is rolled back, so both start from the same database."""
+    """(direct-first result, its rejects, its history, its counts and placeholder accounts; the
+    staged import's, the same), each in a transaction of its own that is rolled back, so both
+    start from the same database."""
     outcomes = []
     for direct_first in (True, False):
         with monkeypatch.context() as patch:
@@ -61,7 +66,7 @@ def run_both(data: bytes, monkeypatch, **kwargs):
             with transaction.atomic():
                 rejects = io.StringIO()
                 result = orders_import(source=io.BytesIO(data), rejects=rejects, **kwargs)
-                outcomes.append((result, rejects.getvalue(), history(), counts()))
+                outcomes.append((result, rejects.getvalue(), history(), counts(), placeholders()))
                 transaction.set_rollback(True)
     return outcomes
 
@@ -126,12 +131,50 @@ def test_the_order_ids_taken_and_not_used_go_back_to_the_sequence(products, big,
 
 @pytest.mark.postgres
 def test_the_direct_load_gives_the_staged_imports_result_on_a_clean_file(products, big, monkeypatch):
-    (direct, direct_rejects, direct_history, direct_counts), staged = run_both(GOOD, monkeypatch, skip_invalid=True)
+    (direct, direct_rejects, *direct_rest), staged = run_both(GOOD, monkeypatch, skip_invalid=True)
 
     assert (direct.direct_load, staged[0].direct_load) == (True, False)
     assert comparable(direct) == comparable(staged[0])
-    assert (direct_rejects, direct_history, direct_counts) == staged[1:]
+    assert (direct_rejects, *direct_rest) == staged[1:]
     assert direct_rejects == HEADER + ",line,reason\n"
+
+
+# ERP habits that the direct load takes itself: rows at different times (the order gets the
+# earliest), repeated rows (skipped), rows without an account (the placeholder with --anonymous).
+HABITS = make_csv(
+    "SO-1,ACME,2024-03-01T10:02,DRILL,1,129.00",
+    "SO-1,ACME,2024-03-01T10:00,BITS,2,12.50",
+    "SO-1,ACME,2024-03-01T10:02,DRILL,1,129.00",
+    "SO-1,ACME,2024-03-01T10:01,DRILL,1,129.00",
+    "SO-2,,2024-03-02,GLOVES,10,2.3456",
+    "SO-2,,2024-03-02,GLOVES,10,2.3456",
+    "SO-2,,2024-03-02,BITS,1,12.5",
+    "SO-3,,2024-03-03 09:00,BATTERY,4,19.99",
+    "SO-4,NEWCO,2024-03-04,BITS,1,12.5",
+)
+
+
+@pytest.mark.postgres
+def test_spread_out_times_repeated_rows_and_anonymous_orders_go_direct(products, big, monkeypatch):
+    (direct, *direct_rest), staged = run_both(HABITS, monkeypatch, anonymous="ANON")
+
+    assert (direct.direct_load, staged[0].direct_load, direct.error_count) == (True, False, 0)
+    assert comparable(direct) == comparable(staged[0])
+    assert direct_rest == list(staged[1:])
+    assert (direct.orders_created, direct.lines_created, direct.lines_merged, direct.repeated_rows) == (4, 6, 1, 2)
+    assert (direct.orders_spread, direct.orders_anonymous, direct.accounts_created) == (1, 2, 3)
+    assert direct_rest[1] == [
+        ("SO-1", "ACME", "2024-03-01T09:00:00+00:00", [("BITS", 2, Decimal("12.5")), ("DRILL", 2, Decimal("129"))]),
+        (
+            "SO-2",
+            "ANON",
+            "2024-03-01T23:00:00+00:00",
+            [("BITS", 1, Decimal("12.5")), ("GLOVES", 10, Decimal("2.3456"))],
+        ),
+        ("SO-3", "ANON", "2024-03-03T08:00:00+00:00", [("BATTERY", 4, Decimal("19.99"))]),
+        ("SO-4", "NEWCO", "2024-03-03T23:00:00+00:00", [("BITS", 1, Decimal("12.5"))]),
+    ]
+    assert direct_rest[3] == ["ANON"]
 
 
 # Each is something the staged import reports or must compare, so the direct load gives up.
@@ -141,7 +184,6 @@ FALLBACKS = {
     "unknown SKU": ("SO-6,ACME,2024-03-06,NOPE,1,1",),
     "unknown SKU among merged rows": ("SO-6,ACME,2024-03-06,NOPE,1,1", "SO-6,ACME,2024-03-06,NOPE,2,1"),
     "account differs": ("SO-6,ACME,2024-03-06,DRILL,1,1", "SO-6,OTHER,2024-03-06,BITS,1,1"),
-    "time differs": ("SO-6,ACME,2024-03-06,DRILL,1,1", "SO-6,ACME,2024-03-07,BITS,1,1"),
     "merged quantity too large": ("SO-6,ACME,2024-03-06,DRILL,2147483647,1", "SO-6,ACME,2024-03-06,DRILL,1,1"),
     "rows of an order apart": ("SO-1,ACME,2024-03-01T10:00,GLOVES,1,2",),
     "rows of an order apart, later": ("SO-7,ACME,2024-03-07,DRILL,1,1", "SO-2,BUILDCO,2024-03-02,BITS,1,2"),
@@ -289,20 +331,25 @@ ANY = (
 @st.composite
 def files(draw):
     """Orders of 1 to 4 rows, mostly good and in one piece: about one row in 15 has any cells
-    (a bad one, another account or time, ...), one order in 10 repeats a row, one file in 5
+    (a bad one, another account, an empty account, ...), one order in 5 has its rows at
+    different times, one order in 8 repeats a row (another one in 10 its first), one file in 5
     has its rows shuffled. The cells come from a Random that Hypothesis seeds: its own choices
     lean to the first and smallest values, which here would make nearly every file a bad one."""
     odds = draw(st.randoms(use_true_random=True))
     rows = []
     for order_id in draw(st.lists(st.sampled_from(ORDER_IDS), min_size=1, max_size=6, unique=True)):
         account, moment = odds.choice(ACCOUNTS), odds.choice(TIMES)
+        spread = odds.random() < 1 / 5
         order_rows = []
         for _ in range(odds.randint(1, 4)):
             if odds.random() < 1 / 15:
                 cells = [odds.choice(values) for values in ANY]
             else:
-                cells = [account, moment, odds.choice(SKUS), odds.choice(QUANTITIES), odds.choice(PRICES)]
+                at = odds.choice(TIMES) if spread else moment
+                cells = [account, at, odds.choice(SKUS), odds.choice(QUANTITIES), odds.choice(PRICES)]
             order_rows.append(",".join([order_id, *cells]))
+        if odds.random() < 1 / 8:
+            order_rows.append(odds.choice(order_rows))
         if odds.random() < 1 / 10:
             order_rows.append(order_rows[0])
         rows += order_rows
@@ -314,9 +361,10 @@ def files(draw):
 @pytest.mark.postgres
 @settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(data=files(), chunk_rows=st.sampled_from((1, 2, 3, 50_000)), key_block=st.sampled_from((1, 2, 10)),
-       skip_invalid=st.booleans(), stored=st.booleans())  # fmt: skip
+       skip_invalid=st.booleans(), stored=st.booleans(), anonymous=st.sampled_from((None, "ANON")),
+       non_products=st.sampled_from(((), ("GLOVES", "NOPE"))))  # fmt: skip
 def test_both_ways_give_the_same_result_on_random_files(
-    products, big, monkeypatch, data, chunk_rows, key_block, skip_invalid, stored
+    products, big, monkeypatch, data, chunk_rows, key_block, skip_invalid, stored, anonymous, non_products
 ):
     monkeypatch.setattr(staging_module, "CHUNK_ROWS", chunk_rows)
     monkeypatch.setattr(direct_module, "KEY_BLOCK", key_block)
@@ -324,10 +372,13 @@ def test_both_ways_give_the_same_result_on_random_files(
         if stored:
             OrderLineFactory(order=OrderFactory(external_id="SO-3"), product=products["GLOVES"], quantity=2)
 
-        (direct, *direct_rest), staged = run_both(data, monkeypatch, skip_invalid=skip_invalid)
+        (direct, *direct_rest), staged = run_both(
+            data, monkeypatch, skip_invalid=skip_invalid, anonymous=anonymous, non_product_codes=non_products
+        )
 
         assert comparable(direct) == comparable(staged[0])
         assert direct_rest == list(staged[1:])
+        assert placeholders() == (["ANON"] if anonymous and direct.orders_anonymous else [])
         transaction.set_rollback(True)
 
 

@@ -136,7 +136,7 @@ def test_utf8_bom_blank_lines_and_whitespace_are_tolerated(products):
         ("SO-1,ACME,2024-03-01,DRILL,1,-2.00", "unit_price -2.00 is negative"),
         ("SO-1,ACME,2024-03-01,DRILL,1,1.23456", "unit_price 1.23456 has more than 4 decimals"),
         ("SO-1,ACME,2024-03-01,DRILL,1,100000000", "unit_price 100000000 is too large (at most 99999999.9999)"),
-        ("SO-1,,2024-03-01,DRILL,1,1.00", "account_id is empty (missing account)"),
+        ("SO-1,,2024-03-01,DRILL,1,1.00", "account_id is empty; orders without a customer use --anonymous ACCOUNT_ID"),
         (",ACME,2024-03-01,DRILL,1,1.00", "order_id is empty"),
         ("SO-1,ACME,2024-03-01,,1,1.00", "sku is empty"),
         ("S" * 65 + ",ACME,2024-03-01,DRILL,1,1.00", "order_id is longer than 64 characters"),
@@ -168,24 +168,68 @@ def test_row_that_is_not_utf8_is_reported_as_bad_encoding(products):
     assert result.errors == [RowError(3, "bad encoding: this row is not UTF-8 text (save the file as CSV UTF-8)")]
 
 
-def test_duplicate_line_is_reported_naming_the_first(products):
+def test_a_repeated_row_is_skipped_and_counted_not_doubled(products):
     data = make_csv(
         "SO-1,ACME,2024-03-01T10:00,DRILL,1,99.00",
         "SO-1,ACME,2024-03-01T10:00,BITS,2,5.00",
         "SO-1,ACME,2024-03-01 10:00:00,DRILL,1,99.0",  # the same values, written differently
         "SO-1,ACME,2024-03-01T10:00,DRILL,1,99.00",
+        "SO-1,ACME,2024-03-01T10:00,DRILL,2,99.00",  # another quantity: merged, not a repeat
+        "SO-2,ACME,2024-03-01T10:00,DRILL,1,99.00",  # another order: not a repeat
+        "SO-2,ACME,2024-03-01T10:00,DRILL,1,98.00",  # another price: merged
     )
 
     result = run(data)
 
-    assert result.errors == [
-        RowError(4, "duplicate line: the same as line 2"),
-        RowError(5, "duplicate line: the same as line 2"),
+    assert (result.error_count, result.rows, result.repeated_rows, result.lines_merged) == (0, 7, 2, 2)
+    assert (result.orders_created, result.lines_created) == (2, 3)
+    assert history() == [
+        ("SO-1", "ACME", "2024-03-01T09:00:00+00:00", [("BITS", 2, Decimal("5")), ("DRILL", 3, Decimal("99"))]),
+        ("SO-2", "ACME", "2024-03-01T09:00:00+00:00", [("DRILL", 2, Decimal("98.5"))]),
     ]
-    assert counts()["orders"] == 0
 
 
-def test_lines_of_an_order_must_agree_on_account_and_time(products):
+def test_a_repeated_row_of_a_rejected_order_is_skipped_not_rejected(products):
+    data = make_csv(
+        "SO-1,ACME,2024-03-01,DRILL,1,1",
+        "SO-1,ACME,2024-03-01,DRILL,1,1",
+        "SO-1,ACME,2024-03-01,NOPE,1,1",
+        "SO-2,ACME,2024-03-01,NOPE,3,1",
+        "SO-2,ACME,2024-03-01,NOPE,3,1",
+    )
+
+    result, rejects = run_with_rejects(data, skip_invalid=True)
+
+    assert [str(error) for error in result.errors] == ["line 4: unknown SKU 'NOPE'", "line 5: unknown SKU 'NOPE'"]
+    assert (result.repeated_rows, result.rejected_rows, result.rejected_orders, result.orders_created) == (2, 3, 2, 0)
+    assert result.unknown_skus == [("NOPE", 2)]
+    assert [row.split(",")[-2] for row in rejects.splitlines()[1:]] == ["2", "4", "5"]
+
+
+def test_lines_of_an_order_at_different_times_are_one_order_at_the_earliest(products):
+    data = make_csv(
+        "SO-1,ACME,2024-03-01T10:01,DRILL,1,1",
+        "SO-1,ACME,2024-03-01T10:00,BITS,1,1",
+        "SO-1,ACME,2024-03-01T10:02,DRILL,2,1",
+        "SO-2,ACME,2024-03-01T11:00,GLOVES,1,1",
+        "SO-2,ACME,2024-03-01T10:00:00Z,GLOVES,1,1",  # the same instant: a repeat, not spread out
+        "SO-2,ACME,2024-03-01T10:00:00Z,BITS,1,1",
+        "SO-3,ACME,2024-03-02,GLOVES,1,1",
+        "SO-3,ACME,2024-03-02,GLOVES,1,1",  # a repeat
+        "SO-3,ACME,2024-03-02T00:00:01,BATTERY,1,1",
+    )
+
+    result = run(data)
+
+    assert (result.error_count, result.orders_created, result.orders_spread, result.repeated_rows) == (0, 3, 2, 2)
+    assert history() == [
+        ("SO-1", "ACME", "2024-03-01T09:00:00+00:00", [("BITS", 1, Decimal("1")), ("DRILL", 3, Decimal("1"))]),
+        ("SO-2", "ACME", "2024-03-01T10:00:00+00:00", [("BITS", 1, Decimal("1")), ("GLOVES", 1, Decimal("1"))]),
+        ("SO-3", "ACME", "2024-03-01T23:00:00+00:00", [("BATTERY", 1, Decimal("1")), ("GLOVES", 1, Decimal("1"))]),
+    ]
+
+
+def test_lines_of_an_order_must_agree_on_account(products):
     data = make_csv(
         "SO-1,ACME,2024-03-01T10:00,DRILL,1,1",
         "SO-1,BUILDCO,2024-03-01T10:00,BITS,1,1",
@@ -195,13 +239,8 @@ def test_lines_of_an_order_must_agree_on_account_and_time(products):
 
     result = run(data)
 
-    assert result.errors == [
-        RowError(3, "order 'SO-1' has account_id 'BUILDCO' here but 'ACME' on line 2"),
-        RowError(
-            4, "order 'SO-1' has ordered_at 2024-03-01T11:00:00+01:00 here but 2024-03-01T10:00:00+01:00 on line 2"
-        ),
-    ]
-    assert (result.rejected_rows, result.rejected_orders) == (4, 1)
+    assert result.errors == [RowError(3, "order 'SO-1' has account_id 'BUILDCO' here but 'ACME' on line 2")]
+    assert (result.rejected_rows, result.rejected_orders, result.orders_spread) == (4, 1, 0)
 
 
 def test_merged_quantity_too_large_for_the_column_is_refused(products):
@@ -216,7 +255,7 @@ def test_merged_quantity_too_large_for_the_column_is_refused(products):
 def test_every_bad_row_is_reported_with_one_reason_each_in_line_order(products):
     data = make_csv(
         "SO-1,ACME,2024-03-01,NOPE,1,1",
-        "SO-1,ACME,2024-03-01,NOPE,1,1",  # a duplicate (of a line with an unknown SKU): reported as duplicate
+        "SO-1,ACME,2024-03-01,NOPE,1,1",  # a repeat (of a line with an unknown SKU): skipped
         "SO-2,,2024-03-01,DRILL,1,1",
         "SO-3,ACME,2024-03-01,DRILL,1,1",
         "SO-3,ACME,yesterday,BITS,1,1",
@@ -226,12 +265,11 @@ def test_every_bad_row_is_reported_with_one_reason_each_in_line_order(products):
 
     assert [str(error) for error in result.errors] == [
         "line 2: unknown SKU 'NOPE'",
-        "line 3: duplicate line: the same as line 2",
-        "line 4: account_id is empty (missing account)",
+        "line 4: account_id is empty; orders without a customer use --anonymous ACCOUNT_ID",
         "line 6: ordered_at 'yesterday' is not an ISO 8601 date and time "
         "(e.g. 2024-03-01T14:30:00 or 2024-03-01 14:30)",
     ]
-    assert (result.error_count, result.rejected_rows, result.rejected_orders) == (4, 5, 3)
+    assert (result.error_count, result.rejected_rows, result.rejected_orders, result.repeated_rows) == (3, 4, 3, 1)
 
 
 def test_windows_line_ends_are_read_like_any_other(products):
@@ -750,6 +788,7 @@ EVERYTHING = make_csv(
     "SO-14,NEWCO,2024-04-03,BATTERY,5,0",
     "SO-14,OTHERCO,2024-04-03,BITS,5,0",
     "SO-15,ACME,2024-04-04 23:59:59.999999,BATTERY,3,39.99",
+    "SO-15,ACME,2024-04-04T23:30,GLOVES,1,2",
 )
 EVERYTHING_HISTORY = [
     (
@@ -759,14 +798,18 @@ EVERYTHING_HISTORY = [
         [("BITS", 2, Decimal("12.5")), ("DRILL", 3, Decimal("128.6667"))],
     ),
     ("SO-11", "BUILDCO", "2024-03-31T00:30:00+00:00", [("GLOVES", 10, Decimal("2.3456"))]),
-    ("SO-15", "ACME", "2024-04-04T21:59:59.999999+00:00", [("BATTERY", 3, Decimal("39.99"))]),
+    ("SO-13", "NEWCO", "2024-04-02T22:00:00+00:00", [("BATTERY", 5, Decimal("39.99"))]),
+    (
+        "SO-15",
+        "ACME",
+        "2024-04-04T21:30:00+00:00",
+        [("BATTERY", 3, Decimal("39.99")), ("GLOVES", 1, Decimal("2"))],
+    ),
 ]
 EVERYTHING_REJECTS = (
     "order_id,account_id,ordered_at,sku,quantity,unit_price,line,reason\n"
     "SO-12,ACME,2024-04-02,NOPE,1,1,8,unknown SKU 'NOPE'\n"
     "SO-12,ACME,2024-04-02,DRILL,1,1,9,order 'SO-12' is rejected as a whole: line 8 is bad\n"
-    "SO-13,NEWCO,2024-04-03,BATTERY,5,39.99,10,order 'SO-13' is rejected as a whole: line 11 is bad\n"
-    "SO-13,NEWCO,2024-04-03,BATTERY,5,39.99,11,duplicate line: the same as line 10\n"
     "SO-14,NEWCO,2024-04-03,BATTERY,5,0,12,order 'SO-14' is rejected as a whole: line 13 is bad\n"
     "SO-14,OTHERCO,2024-04-03,BITS,5,0,13,order 'SO-14' has account_id 'OTHERCO' here but 'NEWCO' on line 12\n"
 )
@@ -780,7 +823,6 @@ def test_this_database_gives_the_agreed_result(products):
     assert rejects == EVERYTHING_REJECTS
     assert [str(error) for error in result.errors] == [
         "line 8: unknown SKU 'NOPE'",
-        "line 11: duplicate line: the same as line 10",
         "line 13: order 'SO-14' has account_id 'OTHERCO' here but 'NEWCO' on line 12",
     ]
     summary = {key: value for key, value in result.to_dict().items() if key not in ("errors", "timings")}
@@ -791,22 +833,28 @@ def test_this_database_gives_the_agreed_result(products):
         "refused": False,
         "bulk_load": False,
         "direct_load": False,
-        "rows": 13,
-        "orders_created": 3,
+        "rows": 14,
+        "orders_created": 4,
         "orders_existing": 0,
         "orders_differing": 0,
-        "lines_created": 4,
+        "lines_created": 6,
         "lines_merged": 1,
-        "accounts_created": 2,
+        "orders_spread": 1,
+        "orders_anonymous": 0,
+        "anonymous_account": None,
+        "accounts_created": 3,
         "credit_note_rows": 1,
         "return_rows": 1,
-        "rejected_rows": 6,
-        "rejected_orders": 3,
-        "error_count": 3,
+        "non_product_rows": 0,
+        "repeated_rows": 1,
+        "rejected_rows": 4,
+        "rejected_orders": 2,
+        "error_count": 2,
         "differing_orders": [],
+        "unknown_skus": [("NOPE", 1)],
         "ignored_columns": [],
     }
-    assert sorted(CustomerAccount.objects.values_list("external_id", flat=True)) == ["ACME", "BUILDCO"]
+    assert sorted(CustomerAccount.objects.values_list("external_id", flat=True)) == ["ACME", "BUILDCO", "NEWCO"]
 
 
 @pytest.mark.postgres
@@ -1126,7 +1174,8 @@ def test_rows_are_cut_into_chunks_where_an_order_changes_or_when_a_chunk_is_full
 
 
 # Orders whose rows are far apart, so that small chunks split them: merges, a weighted price,
-# duplicates and disagreeing rows across chunks, each found as in one pass.
+# repeated rows, rows at different times and disagreeing rows across chunks, each found as in
+# one pass.
 INTERLEAVED = make_csv(
     "SO-1,ACME,2024-03-01T10:00,DRILL,1,10.00",
     "SO-2,BUILDCO,2024-03-02,GLOVES,5,2.00",
@@ -1147,24 +1196,29 @@ INTERLEAVED = make_csv(
     "SO-1,ACME,2024-03-01T10:00,GLOVES,1,2.00",
     "SO-8,BUILDCO,2024-03-08,BITS,1,5.00",
     "SO-8,BUILDCO,2024-03-08,DRILL,1,129.00",
+    "SO-1,ACME,2024-03-01T09:59,BATTERY,1,39.99",
 )
 INTERLEAVED_ERRORS = [
-    "line 7: duplicate line: the same as line 3",
     "line 8: order 'SO-3' has account_id 'OTHERCO' here but 'ACME' on line 5",
     "line 9: the lines of SKU 'DRILL' in order 'SO-4' add up to quantity 2200000000, more than 2147483647",
     "line 11: the lines of SKU 'DRILL' in order 'SO-4' add up to quantity 2200000000, more than 2147483647",
     "line 12: unknown SKU 'NOPE'",
-    "line 14: duplicate line: the same as line 13",
-    "line 16: duplicate line: the same as line 15",
-    "line 17: duplicate line: the same as line 15",
 ]
 INTERLEAVED_HISTORY = [
     (
         "SO-1",
         "ACME",
-        "2024-03-01T09:00:00+00:00",
-        [("BITS", 2, Decimal("5")), ("DRILL", 3, Decimal("10.6667")), ("GLOVES", 1, Decimal("2"))],
+        "2024-03-01T08:59:00+00:00",
+        [
+            ("BATTERY", 1, Decimal("39.99")),
+            ("BITS", 2, Decimal("5")),
+            ("DRILL", 3, Decimal("10.6667")),
+            ("GLOVES", 1, Decimal("2")),
+        ],
     ),
+    ("SO-2", "BUILDCO", "2024-03-01T23:00:00+00:00", [("GLOVES", 5, Decimal("2"))]),
+    ("SO-6", "ACME", "2024-03-05T23:00:00+00:00", [("BATTERY", 1, Decimal("39.99"))]),
+    ("SO-7", "ACME", "2024-03-06T23:00:00+00:00", [("GLOVES", 1, Decimal("2"))]),
     ("SO-8", "BUILDCO", "2024-03-07T23:00:00+00:00", [("BITS", 1, Decimal("5")), ("DRILL", 1, Decimal("129"))]),
 ]
 
@@ -1185,21 +1239,17 @@ def test_loading_by_chunks_gives_the_result_of_one_pass(products, monkeypatch, c
 
     assert [str(error) for error in chunked.errors] == INTERLEAVED_ERRORS
     assert chunked_rejects == whole_rejects
-    assert chunked_rejects.count("\n") == 1 + 13  # the header and every row of the six bad orders
+    assert chunked_rejects.count("\n") == 1 + 6  # the header and every row of the three bad orders
     ignore = {"timings"}
     assert {k: v for k, v in chunked.to_dict().items() if k not in ignore} == {
         k: v for k, v in whole.to_dict().items() if k not in ignore
     }
-    assert (chunked.orders_created, chunked.lines_created, chunked.lines_merged, chunked.rejected_orders) == (
-        2,
-        5,
-        1,
-        6,
-    )
+    assert (chunked.orders_created, chunked.lines_created, chunked.lines_merged) == (5, 9, 1)
+    assert (chunked.rejected_orders, chunked.repeated_rows, chunked.orders_spread) == (3, 4, 1)
 
     result = run(INTERLEAVED, skip_invalid=True)
 
-    assert (result.applied, result.orders_created, result.lines_created) == (True, 2, 5)
+    assert (result.applied, result.orders_created, result.lines_created) == (True, 5, 9)
     assert history() == INTERLEAVED_HISTORY
 
 
@@ -1211,7 +1261,8 @@ def test_the_agreed_result_holds_with_the_smallest_chunks(products, monkeypatch)
 
     assert history() == EVERYTHING_HISTORY
     assert rejects == EVERYTHING_REJECTS
-    assert (result.orders_created, result.lines_created, result.lines_merged, result.error_count) == (3, 4, 1, 3)
+    assert (result.orders_created, result.lines_created, result.lines_merged, result.error_count) == (4, 6, 1, 2)
+    assert (result.repeated_rows, result.orders_spread) == (1, 1)
 
 
 @pytest.mark.postgres

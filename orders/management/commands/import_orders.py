@@ -3,7 +3,7 @@ from pathlib import Path
 from django.core.management.base import BaseCommand, CommandError
 
 from orders.imports import DEFAULT_CREDIT_PREFIX
-from orders.services import OrdersImportResult, orders_import, parse_column_map
+from orders.services import OrdersImportResult, orders_import, parse_codes, parse_column_map
 
 
 def _plural(count: int, word: str, plural: str | None = None) -> str:
@@ -56,6 +56,20 @@ class Command(BaseCommand):
             help=f"Order ids starting with this are credit notes and are skipped "
             f"(default {DEFAULT_CREDIT_PREFIX!r}; an empty string skips none).",
         )
+        parser.add_argument(
+            "--anonymous",
+            metavar="ACCOUNT_ID",
+            help="Load the orders without an account id under this placeholder account (created if missing; "
+            "it must not be a customer's), so that their baskets count for mining. Without it, an empty "
+            "account id is an error.",
+        )
+        parser.add_argument(
+            "--non-product-codes",
+            default="",
+            metavar="SKU,...",
+            help="Codes in the sku column that are not goods (postage, fees, manual adjustments, e.g. "
+            "'POST,M,BANK CHARGES'): their rows are skipped and counted, so they never reach the mining.",
+        )
 
     def handle(self, *args, file: Path, dry_run: bool, column_map: str, skip_invalid: bool, **options):
         try:
@@ -83,7 +97,11 @@ class Command(BaseCommand):
                     rejects=rejects,
                     credit_prefix=options["credit_prefix"],
                     allow_bulk_load=not options["no_bulk_load"],
+                    anonymous=options["anonymous"],
+                    non_product_codes=parse_codes(options["non_product_codes"]),
                 )
+            except ValueError as exc:  # an option the import refuses (--anonymous)
+                raise CommandError(str(exc)) from None
             finally:
                 if rejects:
                     rejects.close()
@@ -91,6 +109,7 @@ class Command(BaseCommand):
             self.stderr.write(str(error))
         if result.error_count > len(result.errors):
             self.stderr.write(f"... and {result.error_count - len(result.errors)} more errors.")
+        self._unknown_skus(result)
         if result.refused:
             where = f" (the rejected rows are in {rejects_path})" if rejects_path and result.rejected_rows else ""
             raise CommandError(f"{_plural(result.error_count, 'error')} in {file}; nothing was written{where}.")
@@ -106,10 +125,25 @@ class Command(BaseCommand):
             f"{_plural(result.orders_existing, 'order')} already present (left unchanged), "
             f"{_plural(result.accounts_created, 'new customer account')}."
         )
-        out(
-            f"Skipped: {_plural(result.return_rows, 'return line')} (quantity 0 or less), "
-            f"{_plural(result.credit_note_rows, 'credit-note row')}."
-        )
+        if result.orders_spread:
+            out(
+                f"{_plural(result.orders_spread, 'order')} had lines at different times and "
+                f"{'was' if result.orders_spread == 1 else 'were'} given the earliest."
+            )
+        if result.anonymous_account is not None:
+            out(
+                f"{_plural(result.orders_anonymous, 'order')} without a customer loaded under the placeholder "
+                f"account {result.anonymous_account}."
+            )
+        skipped = [
+            f"{_plural(result.return_rows, 'return line')} (quantity 0 or less)",
+            _plural(result.credit_note_rows, "credit-note row"),
+        ]
+        if result.repeated_rows:
+            skipped.append(f"{_plural(result.repeated_rows, 'repeated row')} (the same as an earlier row)")
+        if result.non_product_rows:
+            skipped.append(f"{_plural(result.non_product_rows, 'non-product row')} (--non-product-codes)")
+        out(f"Skipped: {', '.join(skipped)}.")
         if result.rejected_rows:
             where = f"; see {rejects_path}" if rejects_path else ""
             out(
@@ -131,3 +165,17 @@ class Command(BaseCommand):
             out("Timings (s): " + ", ".join(f"{phase} {seconds:.3f}" for phase, seconds in result.timings.items()))
         if result.dry_run:
             out("Dry run: nothing was written.")
+
+    def _unknown_skus(self, result: OrdersImportResult) -> None:
+        """Unknown SKUs, most rows first: where codes that are not products (postage, fees)
+        show, with the option that skips them (docs/orders.md)."""
+        if not result.unknown_skus:
+            return
+        listed = ", ".join(f"{sku} ({_plural(rows, 'row')})" for sku, rows in result.unknown_skus)
+        codes = ",".join(sku for sku, _ in result.unknown_skus)
+        self.stderr.write(f"Unknown SKUs, most rows first: {listed}.")
+        self.stderr.write(
+            f"Codes that are not goods (postage, fees, adjustments) can be skipped: import again with "
+            f"--non-product-codes '{codes}' (keep only those that are not products). "
+            "Missing products: import_products first."
+        )
