@@ -31,9 +31,37 @@ def actor_parts(actor: ActorLike) -> tuple[Any, str]:
         return None, actor[:150]
     if isinstance(actor, get_user_model()):
         return actor, actor.get_username()[:150]
-    # Anything else with a name (an API client, say) is recorded by that name.
+    # Machine actors say how they are recorded (ApiClient: "api:<name>", MiningRun: "task:<id>").
+    label = getattr(actor, "audit_label", None)
+    if isinstance(label, str):
+        return None, label[:150]
+    # Anything else with a name is recorded by that name.
     name = getattr(actor, "name", None) or str(actor)
     return None, f"{type(actor).__name__.lower()}:{name}"[:150]
+
+
+#: The write path a machine label implies when the caller names none.
+_VIA_BY_PREFIX = {"api": Via.API, "task": Via.TASK, "command": Via.COMMAND}
+
+
+def via_for(*, label: str, user: Any, via: str | None) -> str:
+    """``via`` as given, else what the actor implies: a user acted through a form, a machine
+    label through its kind (``api:``, ``task:``, ``command:``), nobody through the system."""
+    if via:
+        return via
+    if user is not None:
+        return Via.FORM
+    return _VIA_BY_PREFIX.get(label.partition(":")[0], Via.SYSTEM)
+
+
+def created_changes(values: Mapping[str, Any]) -> dict[str, list[Any]]:
+    """``{field: [None, value]}``: the diff of a create."""
+    return {name: [None, audit_value(value)] for name, value in values.items()}
+
+
+def deleted_changes(values: Mapping[str, Any]) -> dict[str, list[Any]]:
+    """``{field: [value, None]}``: the diff of a delete (the last values)."""
+    return {name: [audit_value(value), None] for name, value in values.items()}
 
 
 def audit_value(value: Any) -> Any:
@@ -108,14 +136,16 @@ def audit_record(
     obj: models.Model,
     action: int,
     actor: ActorLike,
-    via: str = Via.SYSTEM,
+    via: str | None = None,
     changes: Mapping[str, list[Any]] | None = None,
     extra: Mapping[str, Any] | None = None,
     object_repr: str | None = None,
 ) -> AuditEntry:
     """One history row for ``obj``. ``changes`` is ``{field: [old, new]}`` (see values_diff);
-    for a create, the new values; for a delete, the last values."""
+    for a create, the new values; for a delete, the last values. Without ``via`` the actor
+    implies it (see via_for)."""
     user, label = actor_parts(actor)
+    via = via_for(label=label, user=user, via=via)
     entry = _entry(
         model=type(obj),
         content_type=ContentType.objects.get_for_model(obj.__class__),
@@ -138,13 +168,14 @@ def audit_record_many(
     rows: Iterable[tuple[Any, str, Mapping[str, list[Any]]]],
     action: int,
     actor: ActorLike,
-    via: str,
+    via: str | None = None,
     extra: Mapping[str, Any] | None = None,
     batch_size: int = 2000,
 ) -> int:
     """History rows for a bulk write or an ``update()``: ``rows`` are ``(pk, repr, changes)``.
     Returns how many rows were written."""
     user, label = actor_parts(actor)
+    via = via_for(label=label, user=user, via=via)
     content_type = ContentType.objects.get_for_model(model)
     entries = [
         _entry(

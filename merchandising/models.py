@@ -88,6 +88,11 @@ class MiningRun(models.Model):
         return f"Run #{self.pk} ({self.get_status_display()})"
 
     @property
+    def audit_label(self) -> str:
+        """How the audit trail names the run when its task writes (audit.services.actor_parts)."""
+        return f"task:{self.pk}"
+
+    @property
     def duration(self):
         if self.started_at and self.finished_at:
             return self.finished_at - self.started_at
