@@ -1,8 +1,11 @@
+import contextvars
 import datetime
 
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.auth.admin import UserAdmin
+from django.contrib.auth.forms import AdminPasswordChangeForm
+from django.db import transaction
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db.models import Count, IntegerField, OuterRef, Q, Subquery
 from django.http import HttpResponse, HttpResponseRedirect
@@ -14,15 +17,59 @@ from django.utils.html import format_html
 
 from accounts.models import ApiClient, ApiKey, CustomerAccount, User
 from accounts.roles import ADMINISTRATOR
-from accounts.services import api_client_create, api_client_revoke, api_client_update, api_key_issue, api_key_revoke
+from accounts.services import (
+    api_client_create,
+    api_client_revoke,
+    api_client_update,
+    api_key_issue,
+    api_key_revoke,
+    customer_account_save,
+    customer_accounts_delete,
+    user_delete,
+    user_password_set,
+    user_save,
+)
+from audit.models import Via
 from orders.admin import orders_url
 from orders.models import Order
+
+
+#: The acting user of a password change: Django's view builds the form without the request.
+_password_actor: contextvars.ContextVar = contextvars.ContextVar("password_actor", default=None)
+
+
+class AuditedPasswordChangeForm(AdminPasswordChangeForm):
+    def save(self, commit=True):
+        password = self.cleaned_data["password1"] if self.cleaned_data.get("set_usable_password", True) else None
+        return user_password_set(user=self.user, password=password, actor=_password_actor.get())
 
 
 @admin.register(User)
 class BackOfficeUserAdmin(UserAdmin):
     list_display = ["username", "email", "first_name", "last_name", "roles", "is_active", "last_login"]
     list_filter = ["groups", "is_active", "is_superuser"]
+    change_password_form = AuditedPasswordChangeForm
+
+    def save_model(self, request, obj, form, change):
+        data = form.cleaned_data
+        user_save(
+            user=obj, actor=request.user, groups=data.get("groups"), permissions=data.get("user_permissions")
+        )
+
+    def delete_model(self, request, obj):
+        user_delete(user=obj, actor=request.user)
+
+    def delete_queryset(self, request, queryset):
+        for user in queryset:
+            user_delete(user=user, actor=request.user, via=Via.BULK)
+
+    def user_change_password(self, request, id, form_url=""):
+        token = _password_actor.set(request.user)
+        try:
+            with transaction.atomic():
+                return super().user_change_password(request, id, form_url)
+        finally:
+            _password_actor.reset(token)
 
     def get_queryset(self, request):
         return super().get_queryset(request).prefetch_related("groups")
@@ -69,6 +116,21 @@ class CustomerAccountAdmin(admin.ModelAdmin):
         orders = Order.objects.filter(account=OuterRef("pk")).order_by().values("account")
         count = Subquery(orders.annotate(n=Count("id")).values("n"), output_field=IntegerField())
         return super().get_queryset(request).annotate(order_count=count)
+
+    def save_model(self, request, obj, form, change):
+        data = form.cleaned_data
+        customer_account_save(
+            account=obj,
+            actor=request.user,
+            preferred_brands=data.get("preferred_brands"),
+            excluded_brands=data.get("excluded_brands"),
+        )
+
+    def delete_model(self, request, obj):
+        customer_accounts_delete(accounts=CustomerAccount.objects.filter(pk=obj.pk), actor=request.user)
+
+    def delete_queryset(self, request, queryset):
+        customer_accounts_delete(accounts=queryset, actor=request.user, via=Via.BULK)
 
     @admin.display(description="orders", ordering="order_count")
     def orders(self, obj: CustomerAccount) -> str:
@@ -221,7 +283,8 @@ class ApiClientAdmin(AdministratorsOnlyMixin, admin.ModelAdmin):
     @admin.action(description="Revoke selected clients (all their keys stop working)", permissions=["revoke"])
     def revoke_clients(self, request, queryset):
         revoked = sum(
-            api_client_revoke(client_id=pk, actor=request.user) for pk in queryset.values_list("pk", flat=True)
+            api_client_revoke(client_id=pk, actor=request.user, via=Via.ADMIN_ACTION)
+            for pk in queryset.values_list("pk", flat=True)
         )
         self.message_user(request, f"Revoked {revoked} client(s).", messages.SUCCESS)
 
@@ -280,5 +343,8 @@ class ApiKeyAdmin(AdministratorsOnlyMixin, admin.ModelAdmin):
 
     @admin.action(description="Revoke selected keys", permissions=["revoke"])
     def revoke_keys(self, request, queryset):
-        revoked = sum(api_key_revoke(key_id=pk, actor=request.user) for pk in queryset.values_list("pk", flat=True))
+        revoked = sum(
+            api_key_revoke(key_id=pk, actor=request.user, via=Via.ADMIN_ACTION)
+            for pk in queryset.values_list("pk", flat=True)
+        )
         self.message_user(request, f"Revoked {revoked} key(s).", messages.SUCCESS)

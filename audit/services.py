@@ -171,12 +171,13 @@ def audit_record_many(
     via: str | None = None,
     extra: Mapping[str, Any] | None = None,
     batch_size: int = 2000,
+    using: str = "default",
 ) -> int:
     """History rows for a bulk write or an ``update()``: ``rows`` are ``(pk, repr, changes)``.
     Returns how many rows were written."""
     user, label = actor_parts(actor)
     via = via_for(label=label, user=user, via=via)
-    content_type = ContentType.objects.get_for_model(model)
+    content_type = ContentType.objects.db_manager(using).get_for_model(model)
     entries = [
         _entry(
             model=model,
@@ -192,5 +193,6 @@ def audit_record_many(
         )
         for pk, object_repr, changes in rows
     ]
-    AuditEntry.objects.bulk_create(entries, batch_size=batch_size)
+    if entries:
+        AuditEntry.objects.using(using).bulk_create(entries, batch_size=batch_size)
     return len(entries)
