@@ -5,8 +5,8 @@ from django import forms
 from django.contrib import admin, messages
 from django.contrib.auth.admin import UserAdmin
 from django.contrib.auth.forms import AdminPasswordChangeForm
-from django.db import transaction
 from django.core.exceptions import PermissionDenied, ValidationError
+from django.db import transaction
 from django.db.models import Count, IntegerField, OuterRef, Q, Subquery
 from django.http import HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
@@ -33,7 +33,6 @@ from audit.models import Via
 from orders.admin import orders_url
 from orders.models import Order
 
-
 #: The acting user of a password change: Django's view builds the form without the request.
 _password_actor: contextvars.ContextVar = contextvars.ContextVar("password_actor", default=None)
 
@@ -52,9 +51,7 @@ class BackOfficeUserAdmin(UserAdmin):
 
     def save_model(self, request, obj, form, change):
         data = form.cleaned_data
-        user_save(
-            user=obj, actor=request.user, groups=data.get("groups"), permissions=data.get("user_permissions")
-        )
+        user_save(user=obj, actor=request.user, groups=data.get("groups"), permissions=data.get("user_permissions"))
 
     def delete_model(self, request, obj):
         user_delete(user=obj, actor=request.user)

@@ -52,12 +52,8 @@ def roles_sync(*, using: str = "default", actor="command:setup_roles") -> dict[s
         counts[role] = len(wanted)
         after = {code(perm) for perm in wanted}
         if before != after:
-            history.append(
-                (group.pk, role, {"permissions": [sorted(before - after), sorted(after - before)]})
-            )
-    audit_record_many(
-        model=Group, rows=history, action=AuditEntry.Action.UPDATE, actor=actor, using=using
-    )
+            history.append((group.pk, role, {"permissions": [sorted(before - after), sorted(after - before)]}))
+    audit_record_many(model=Group, rows=history, action=AuditEntry.Action.UPDATE, actor=actor, using=using)
     return counts
 
 
@@ -103,9 +99,7 @@ def user_create(
 
 
 @transaction.atomic
-def user_save(
-    *, user: User, actor, groups=None, permissions=None, via: str | None = None
-) -> User:
+def user_save(*, user: User, actor, groups=None, permissions=None, via: str | None = None) -> User:
     """Create or change a user as the admin's forms do (``groups`` and ``permissions``: the
     exact new sets, or None to leave them), recording what changed; a new password shows as
     "changed", never its hash."""
@@ -410,7 +404,9 @@ def api_key_revoke(*, key_id: int, actor: User | None, via: str | None = None) -
     revoked = bool(ApiKey.objects.filter(pk=key_id, revoked_at__isnull=True).update(revoked_at=now))
     if revoked:
         key = ApiKey.objects.get(pk=key_id)
-        audit_record(obj=key, action=AuditEntry.Action.UPDATE, actor=actor, via=via, changes={"revoked_at": [None, now]})
+        audit_record(
+            obj=key, action=AuditEntry.Action.UPDATE, actor=actor, via=via, changes={"revoked_at": [None, now]}
+        )
         logger.info("API key %s revoked by %s", key_id, actor)
     return revoked
 

@@ -27,7 +27,9 @@ class BackOfficeAdminSite(admin.AdminSite):
 
         admin_class = admin_class or admin.ModelAdmin
         if not issubclass(admin_class, AuditHistoryMixin):
-            admin_class = type(admin_class.__name__, (AuditHistoryMixin, admin_class), {"__module__": admin_class.__module__})
+            admin_class = type(
+                admin_class.__name__, (AuditHistoryMixin, admin_class), {"__module__": admin_class.__module__}
+            )
         return super().register(model_or_iterable, admin_class, **options)
 
     def has_permission(self, request) -> bool:
