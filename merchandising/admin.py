@@ -15,6 +15,7 @@ from django.utils.html import format_html
 from django.views.decorators.cache import never_cache
 
 from accounts.roles import ADMINISTRATOR, PRODUCT_SPECIALIST
+from audit.models import Via
 from config.admin_site import ReadOnlyAdminMixin
 from merchandising.filters import (
     LastRunFilter,
@@ -272,7 +273,7 @@ class MiningSettingsAdmin(admin.ModelAdmin):
         return MiningSettings.load() if str(object_id) == "1" else None
 
     def save_model(self, request, obj, form, change):
-        mining_settings_update(settings=obj)
+        mining_settings_update(settings=obj, actor=request.user)
 
 
 @admin.register(Suggestion)
@@ -434,7 +435,7 @@ class ExclusionRuleAdmin(admin.ModelAdmin):
     def delete_queryset(self, request, queryset):
         """The "delete selected" action: each rule through the service, one report."""
         ids = list(queryset.values_list("pk", flat=True))
-        restored = sum(exclusion_rule_delete(rule_id=pk, actor=request.user) for pk in ids)
+        restored = sum(exclusion_rule_delete(rule_id=pk, actor=request.user, via=Via.BULK) for pk in ids)
         self.message_user(
             request, f"{_suggestions(restored)} rejected by these rules are back in the queue.", messages.SUCCESS
         )

@@ -5,6 +5,8 @@ from __future__ import annotations
 from django.core.exceptions import ValidationError
 from django.db import transaction
 
+from audit.models import AuditEntry
+from audit.services import audit_record, instance_values, values_diff
 from merchandising.models import ExclusionRule, MiningSettings
 from merchandising.services.runs import mining_options, mining_parameters
 
@@ -20,13 +22,19 @@ SETTINGS_FIELDS = (
 
 
 @transaction.atomic
-def exclusion_rule_save(*, rule: ExclusionRule, actor) -> ExclusionRule:
+def exclusion_rule_save(*, rule: ExclusionRule, actor, via: str | None = None) -> ExclusionRule:
     """Save an exclusion rule; a new one records who made it. It applies from the next run
     on (the run after that flags the pairs it removes as stale)."""
-    if rule.pk is None:
+    creating = rule.pk is None
+    before = {} if creating else instance_values(ExclusionRule.objects.select_for_update().get(pk=rule.pk))
+    if creating:
         rule.created_by = actor
     rule.full_clean()
     rule.save()
+    changes = values_diff(before, instance_values(rule))
+    if changes:
+        action = AuditEntry.Action.CREATE if creating else AuditEntry.Action.UPDATE
+        audit_record(obj=rule, action=action, actor=actor, via=via, changes=changes)
     return rule
 
 
@@ -41,10 +49,15 @@ def mining_settings_validate(*, values: dict) -> None:
 
 
 @transaction.atomic
-def mining_settings_update(*, settings: MiningSettings) -> MiningSettings:
+def mining_settings_update(*, settings: MiningSettings, actor=None, via: str | None = None) -> MiningSettings:
     """Save the default parameters of future runs (the one row, pk=1)."""
+    MiningSettings.load()
+    before = instance_values(MiningSettings.objects.select_for_update().get(pk=1), SETTINGS_FIELDS)
     settings.pk = 1
     settings.full_clean()
     mining_settings_validate(values={name: getattr(settings, name) for name in SETTINGS_FIELDS})
     settings.save()
+    changes = values_diff(before, instance_values(settings, SETTINGS_FIELDS))
+    if changes:
+        audit_record(obj=settings, action=AuditEntry.Action.UPDATE, actor=actor, via=via, changes=changes)
     return settings

@@ -12,6 +12,8 @@ from django.db import IntegrityError, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
+from audit.models import AuditEntry, Via
+from audit.services import audit_record, audit_record_many, created_changes, instance_values
 from merchandising.mining import DEFAULT_SCORE, MiningOptions
 from merchandising.models import MiningRun, MiningSettings
 
@@ -109,7 +111,29 @@ def mining_run_create(
     )
     run.full_clean()
     run.save()
+    audit_record(
+        obj=run,
+        action=AuditEntry.Action.CREATE,
+        actor=actor if actor is not None else _MACHINE_STARTERS.get(trigger, run),
+        changes=created_changes(instance_values(run, ["trigger", "status", "parameters", "started_by"])),
+    )
     return run
+
+
+#: Who starts a run that no user started: the command, or the run's own task (schedule).
+_MACHINE_STARTERS = {MiningRun.Trigger.COMMAND: "command:mine_suggestions", MiningRun.Trigger.DEMO: "command:seed_demo"}
+
+
+def _record_status(run_ids, *, old: str, new: str, actor, via: str | None = None, error: str = "") -> None:
+    """History rows for runs moved from ``old`` to ``new`` by a conditional update."""
+    changes = {"status": [old, new], **({"error": ["", error]} if error else {})}
+    audit_record_many(
+        model=MiningRun,
+        rows=[(pk, f"Run #{pk}", changes) for pk in run_ids],
+        action=AuditEntry.Action.UPDATE,
+        actor=actor,
+        via=via,
+    )
 
 
 def mining_run_request(*, actor, trigger: str = MiningRun.Trigger.MANUAL) -> MiningRun:
@@ -134,15 +158,15 @@ def run_claim(*, run: MiningRun) -> bool:
     now = timezone.now()
     stale_before = now - abandoned_after()
     abandoned = Q(status=MiningRun.Status.RUNNING, heartbeat_at__lt=stale_before)
-    failed = (
-        MiningRun.objects.filter(abandoned)
-        .exclude(pk=run.pk)
-        .update(
-            status=MiningRun.Status.FAILED,
-            finished_at=now,
-            error=f"Abandoned: no progress since before {stale_before:%Y-%m-%d %H:%M:%S %Z} (worker lost?).",
+    error = f"Abandoned: no progress since before {stale_before:%Y-%m-%d %H:%M:%S %Z} (worker lost?)."
+    with transaction.atomic():
+        lost = list(
+            MiningRun.objects.filter(abandoned).exclude(pk=run.pk).select_for_update().values_list("pk", flat=True)
         )
-    )
+        failed = MiningRun.objects.filter(abandoned, pk__in=lost).update(
+            status=MiningRun.Status.FAILED, finished_at=now, error=error
+        )
+        _record_status(lost, old=MiningRun.Status.RUNNING, new=MiningRun.Status.FAILED, actor=run, error=error)
     if failed:
         logger.warning("Failed %s abandoned mining run(s) before claiming run %s.", failed, run.pk)
     try:
@@ -159,14 +183,18 @@ def run_claim(*, run: MiningRun) -> bool:
                     error="",
                 )
             )
+            if claimed:
+                _record_status([run.pk], old=run.status, new=MiningRun.Status.RUNNING, actor=run)
     except IntegrityError:
         running = MiningRun.objects.filter(status=MiningRun.Status.RUNNING).values_list("pk", flat=True).first()
-        MiningRun.objects.filter(pk=run.pk, status=MiningRun.Status.QUEUED).update(
-            status=MiningRun.Status.SKIPPED,
-            finished_at=now,
-            phase="",
-            error=f"Run #{running} was running." if running else "Another run was running.",
-        )
+        error = f"Run #{running} was running." if running else "Another run was running."
+        with transaction.atomic():
+            if MiningRun.objects.filter(pk=run.pk, status=MiningRun.Status.QUEUED).update(
+                status=MiningRun.Status.SKIPPED, finished_at=now, phase="", error=error
+            ):
+                _record_status(
+                    [run.pk], old=MiningRun.Status.QUEUED, new=MiningRun.Status.SKIPPED, actor=run, error=error
+                )
         run.refresh_from_db()
         return False
     run.refresh_from_db()
@@ -194,14 +222,17 @@ def run_progress_add(*, run_id: int, step: int) -> None:
 def run_fail(*, run_id: int, exc: BaseException) -> None:
     """Record the failure; the suggestions are as they were (their transaction rolled back)."""
     logger.error("Mining run %s failed", run_id, exc_info=(type(exc), exc, exc.__traceback__))
-    MiningRun.objects.filter(pk=run_id, status=MiningRun.Status.RUNNING).update(
-        status=MiningRun.Status.FAILED,
-        finished_at=timezone.now(),
-        error=f"{type(exc).__name__}: {exc}"[:10_000],
-    )
+    error = f"{type(exc).__name__}: {exc}"[:10_000]
+    with transaction.atomic():
+        if MiningRun.objects.filter(pk=run_id, status=MiningRun.Status.RUNNING).update(
+            status=MiningRun.Status.FAILED, finished_at=timezone.now(), error=error
+        ):
+            _record_status(
+                [run_id], old=MiningRun.Status.RUNNING, new=MiningRun.Status.FAILED, actor=f"task:{run_id}", error=error
+            )
 
 
-def mining_run_mark_failed(*, run_id: int, actor) -> bool:
+def mining_run_mark_failed(*, run_id: int, actor, via: str | None = Via.ADMIN_ACTION) -> bool:
     """An operator ends a run whose worker is gone (killed, machine lost) instead of waiting
     for its heartbeat to age past the task time limit. Nothing is rolled back: a run stores
     its suggestions in one transaction at its very end, and that store only commits while the
@@ -209,10 +240,15 @@ def mining_run_mark_failed(*, run_id: int, actor) -> bool:
     (RunLost) and leaves the suggestions as they were. Returns whether the run was running."""
     who = actor.get_username() if actor is not None else "an operator"
     now = timezone.now()
-    return bool(
-        MiningRun.objects.filter(pk=run_id, status=MiningRun.Status.RUNNING).update(
-            status=MiningRun.Status.FAILED,
-            finished_at=now,
-            error=f"Marked failed by {who} at {timezone.localtime(now):%Y-%m-%d %H:%M} (its worker had stopped).",
+    error = f"Marked failed by {who} at {timezone.localtime(now):%Y-%m-%d %H:%M} (its worker had stopped)."
+    with transaction.atomic():
+        marked = bool(
+            MiningRun.objects.filter(pk=run_id, status=MiningRun.Status.RUNNING).update(
+                status=MiningRun.Status.FAILED, finished_at=now, error=error
+            )
         )
-    )
+        if marked:
+            _record_status(
+                [run_id], old=MiningRun.Status.RUNNING, new=MiningRun.Status.FAILED, actor=actor, via=via, error=error
+            )
+    return marked
