@@ -13,6 +13,7 @@ from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import format_html
 
+from audit.models import Via
 from catalog.exports import products_export_stream
 from catalog.imports import ImportResult
 from catalog.models import (
@@ -27,7 +28,12 @@ from catalog.models import (
 )
 from catalog.services import (
     ImportAlreadyHandled,
+    attribute_definition_save,
+    attribute_definitions_delete,
     attributes_clean,
+    brand_save,
+    brands_delete,
+    categories_delete,
     category_check_parent,
     category_save,
     product_import_apply,
@@ -47,6 +53,15 @@ PREVIEW_ERRORS_SHOWN = 500
 class BrandAdmin(admin.ModelAdmin):
     list_display = ["name", "created_at"]
     search_fields = ["name"]
+
+    def save_model(self, request, obj, form, change):
+        brand_save(brand=obj, actor=request.user)
+
+    def delete_model(self, request, obj):
+        brands_delete(brands=Brand.objects.filter(pk=obj.pk), actor=request.user)
+
+    def delete_queryset(self, request, queryset):
+        brands_delete(brands=queryset, actor=request.user, via=Via.BULK)
 
 
 class CategoryAdminForm(forms.ModelForm):
@@ -73,7 +88,13 @@ class CategoryAdmin(admin.ModelAdmin):
     readonly_fields = ["path"]
 
     def save_model(self, request, obj, form, change):
-        category_save(category=obj)
+        category_save(category=obj, actor=request.user)
+
+    def delete_model(self, request, obj):
+        categories_delete(categories=Category.objects.filter(pk=obj.pk), actor=request.user)
+
+    def delete_queryset(self, request, queryset):
+        categories_delete(categories=queryset, actor=request.user, via=Via.BULK)
 
 
 @admin.register(AttributeDefinition)
@@ -81,6 +102,15 @@ class AttributeDefinitionAdmin(admin.ModelAdmin):
     list_display = ["code", "label", "type", "unit"]
     list_filter = ["type"]
     search_fields = ["code", "label"]
+
+    def save_model(self, request, obj, form, change):
+        attribute_definition_save(definition=obj, actor=request.user)
+
+    def delete_model(self, request, obj):
+        attribute_definitions_delete(definitions=AttributeDefinition.objects.filter(pk=obj.pk), actor=request.user)
+
+    def delete_queryset(self, request, queryset):
+        attribute_definitions_delete(definitions=queryset, actor=request.user, via=Via.BULK)
 
 
 class ProductAdminForm(forms.ModelForm):

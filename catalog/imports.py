@@ -19,6 +19,8 @@ from typing import IO, Any
 from django.db import DatabaseError, connection, transaction
 from django.utils import timezone
 
+from audit.models import AuditEntry, Via
+from audit.services import audit_record_many, created_changes
 from catalog import csv_format as fmt
 from catalog.models import (
     SKU_VALIDATOR,
@@ -31,6 +33,23 @@ from catalog.models import (
 )
 
 CHUNK_SIZE = 2000
+#: The audit trail's write path for each catalog history source.
+AUDIT_VIA = {
+    ChangeSource.ADMIN: Via.FORM,
+    ChangeSource.IMPORT: Via.IMPORT,
+    ChangeSource.BULK_ACTION: Via.BULK,
+    ChangeSource.COMMAND: Via.COMMAND,
+    ChangeSource.DEMO: Via.COMMAND,
+}
+#: Who a catalog change is recorded as when no user made it.
+_COMMAND_ACTORS = {ChangeSource.COMMAND: "command:import_products", ChangeSource.DEMO: "command:seed_demo"}
+
+
+def audit_actor(actor, source: str):
+    """The user, else the command that wrote (import_products, seed_demo), else the system."""
+    return actor if actor is not None else _COMMAND_ACTORS.get(source)
+
+
 SAMPLE_SIZE = 100
 # Fields an import writes; created_at and sku never change on an existing row.
 UPSERT_FIELDS = [
@@ -344,7 +363,13 @@ def _validate_bases(
             )
 
 
-def _ensure_brands_and_categories(found: dict, lookups: _Lookups, result: ImportResult, dry_run: bool) -> None:
+def instance_values_category(category: Category) -> dict[str, Any]:
+    return {"name": category.name, "parent": category.parent_id, "path": category.path}
+
+
+def _ensure_brands_and_categories(
+    found: dict, lookups: _Lookups, result: ImportResult, dry_run: bool, *, actor=None, change_source: str = ""
+) -> None:
     """List (and unless dry-running, create) the brands and categories the file names that do not exist."""
     new_brands = sorted(name for key, name in found["brands"].items() if key not in lookups.brands)
     result.new_brands = new_brands
@@ -358,7 +383,16 @@ def _ensure_brands_and_categories(found: dict, lookups: _Lookups, result: Import
     if dry_run:
         return
     if new_brands:
-        Brand.objects.bulk_create([Brand(name=name) for name in new_brands])
+        created = Brand.objects.bulk_create([Brand(name=name) for name in new_brands])
+        if created and created[0].pk is None:  # a database that returns no ids
+            created = list(Brand.objects.filter(name__in=new_brands))
+        audit_record_many(
+            model=Brand,
+            rows=[(brand.pk, brand.name, created_changes({"name": brand.name})) for brand in created],
+            action=AuditEntry.Action.CREATE,
+            actor=audit_actor(actor, change_source),
+            via=AUDIT_VIA[change_source],
+        )
     from catalog.services import category_path_for  # local: services import this module
 
     for key in missing:  # parents first: sorted by depth
@@ -368,6 +402,13 @@ def _ensure_brands_and_categories(found: dict, lookups: _Lookups, result: Import
         category.path = category_path_for(name=category.name, parent_path=parent[1] if parent else None)
         category.save()
         lookups.categories[key] = (category.pk, category.path)
+        audit_record_many(
+            model=Category,
+            rows=[(category.pk, category.path, created_changes(instance_values_category(category)))],
+            action=AuditEntry.Action.CREATE,
+            actor=audit_actor(actor, change_source),
+            via=AUDIT_VIA[change_source],
+        )
     lookups.brands = {name.lower(): (pk, name) for pk, name in Brand.objects.values_list("id", "name")}
 
 
@@ -481,6 +522,7 @@ def _apply_chunk(
     missing_ids = [p.sku for p in to_write if p.pk is None and p.sku not in ids]
     if missing_ids:  # databases that do not return ids from an upsert
         ids.update(Product.objects.filter(sku__in=missing_ids).values_list("sku", "id"))
+    _audit_chunk(histories, ids, actor=actor, change_source=change_source, reference=reference)
     ProductChange.objects.bulk_create(
         [
             ProductChange(
@@ -497,6 +539,24 @@ def _apply_chunk(
         ],
         batch_size=1000,
     )
+
+
+def _audit_chunk(histories, ids: dict[str, int], *, actor, change_source: str, reference: str) -> None:
+    """The chunk's audit rows, one per product written, with the same diff as its
+    ProductChange row: two bulk inserts (creates, updates) per chunk."""
+    kinds = (
+        (AuditEntry.Action.CREATE, ProductChange.Action.CREATED),
+        (AuditEntry.Action.UPDATE, ProductChange.Action.UPDATED),
+    )
+    for action, kind in kinds:
+        audit_record_many(
+            model=Product,
+            rows=[(t.pk or ids[t.sku], t.sku, changes) for t, a, changes in histories if a == kind],
+            action=action,
+            actor=audit_actor(actor, change_source),
+            via=AUDIT_VIA[change_source],
+            extra={"reference": reference} if reference else None,
+        )
 
 
 EXISTING_FIELDS = [f.attname for f in Product._meta.concrete_fields if f.attname != "id"]
@@ -578,7 +638,7 @@ def products_import(
     pending_bases: dict[str, str] = {}
     try:
         with transaction.atomic():
-            _ensure_brands_and_categories(found, lookups, result, dry_run)
+            _ensure_brands_and_categories(found, lookups, result, dry_run, actor=actor, change_source=change_source)
             for rows in _chunks(source, header):
                 _apply_chunk(
                     rows,
