@@ -363,7 +363,7 @@ def _validate_bases(
             )
 
 
-def instance_values_category(category: Category) -> dict[str, Any]:
+def _category_values(category: Category) -> dict[str, Any]:
     return {"name": category.name, "parent": category.parent_id, "path": category.path}
 
 
@@ -404,7 +404,7 @@ def _ensure_brands_and_categories(
         lookups.categories[key] = (category.pk, category.path)
         audit_record_many(
             model=Category,
-            rows=[(category.pk, category.path, created_changes(instance_values_category(category)))],
+            rows=[(category.pk, category.path, created_changes(_category_values(category)))],
             action=AuditEntry.Action.CREATE,
             actor=audit_actor(actor, change_source),
             via=AUDIT_VIA[change_source],
