@@ -13,8 +13,11 @@ def _flush_lifting_the_audit_guard():
     """Transactional tests end with a flush. PostgreSQL flushes with TRUNCATE, which the audit
     trail's row triggers do not see; SQLite flushes with DELETE, which they refuse. The flush
     of the test database lifts the guard for its own statements (audit/migrations/0002)."""
-    from django.db.backends.sqlite3.operations import DatabaseOperations
+    from django.db import connection
 
+    if connection.vendor != "sqlite":
+        return
+    DatabaseOperations = type(connection.ops)  # noqa: N806 - the backend's class
     original = DatabaseOperations.sql_flush
 
     def sql_flush(self, style, tables, *args, **kwargs):
@@ -30,7 +33,10 @@ def _flush_lifting_the_audit_guard():
     DatabaseOperations.sql_flush = sql_flush
 
 
-_flush_lifting_the_audit_guard()
+@pytest.fixture(scope="session", autouse=True)
+def _audit_flush_guard():
+    # Patched once Django is set up (importing the SQLite backend earlier is circular).
+    _flush_lifting_the_audit_guard()
 
 
 def pytest_collection_modifyitems(config, items):
