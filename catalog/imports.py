@@ -12,15 +12,17 @@ from __future__ import annotations
 
 import codecs
 import csv
+import json
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from typing import IO, Any
 
+from django.contrib.contenttypes.models import ContentType
 from django.db import DatabaseError, connection, transaction
 from django.utils import timezone
 
 from audit.models import AuditEntry, Via
-from audit.services import audit_record_many, created_changes
+from audit.services import actor_parts, audit_record_many, created_changes, via_for
 from catalog import csv_format as fmt
 from catalog.models import (
     SKU_VALIDATOR,
@@ -522,8 +524,7 @@ def _apply_chunk(
     missing_ids = [p.sku for p in to_write if p.pk is None and p.sku not in ids]
     if missing_ids:  # databases that do not return ids from an upsert
         ids.update(Product.objects.filter(sku__in=missing_ids).values_list("sku", "id"))
-    _audit_chunk(histories, ids, actor=actor, change_source=change_source, reference=reference)
-    ProductChange.objects.bulk_create(
+    written = ProductChange.objects.bulk_create(
         [
             ProductChange(
                 product_id=target.pk or ids[target.sku],
@@ -539,24 +540,39 @@ def _apply_chunk(
         ],
         batch_size=1000,
     )
+    # Both supported databases return the new ids from a bulk insert (SQLite 3.35+, PostgreSQL).
+    _audit_chunk([change.pk for change in written], actor=actor, change_source=change_source, reference=reference)
 
 
-def _audit_chunk(histories, ids: dict[str, int], *, actor, change_source: str, reference: str) -> None:
-    """The chunk's audit rows, one per product written, with the same diff as its
-    ProductChange row: two bulk inserts (creates, updates) per chunk."""
-    kinds = (
-        (AuditEntry.Action.CREATE, ProductChange.Action.CREATED),
-        (AuditEntry.Action.UPDATE, ProductChange.Action.UPDATED),
+def _audit_chunk(change_ids: list[int], *, actor, change_source: str, reference: str) -> None:
+    """The chunk's audit rows, one per product written, with the same diff: copied in the
+    database from the ProductChange rows just written (INSERT ... SELECT, 500 ids a
+    statement). Building the rows as model instances instead made a first import of 100k
+    products cost 70 % more CPU (benchmarks/README.md)."""
+    user, label = actor_parts(audit_actor(actor, change_source))
+    via = via_for(label=label, user=user, via=AUDIT_VIA[change_source])
+    quote = connection.ops.quote_name
+    json_param = "CAST(%s AS jsonb)" if connection.vendor == "postgresql" else "%s"
+    head = (
+        f"INSERT INTO {quote(AuditEntry._meta.db_table)} (content_type_id, object_pk, object_id, object_repr, "
+        "action, changes_text, changes, timestamp, additional_data, actor_id, actor_label, via) "
+        f"SELECT %s, CAST(product_id AS TEXT), product_id, sku, CASE action WHEN %s THEN %s ELSE %s END, '', "
+        f"changes, changed_at, {json_param}, actor_id, %s, %s FROM {quote(ProductChange._meta.db_table)} "
     )
-    for action, kind in kinds:
-        audit_record_many(
-            model=Product,
-            rows=[(t.pk or ids[t.sku], t.sku, changes) for t, a, changes in histories if a == kind],
-            action=action,
-            actor=audit_actor(actor, change_source),
-            via=AUDIT_VIA[change_source],
-            extra={"reference": reference} if reference else None,
-        )
+    fixed = [
+        ContentType.objects.get_for_model(Product).pk,
+        ProductChange.Action.CREATED,
+        AuditEntry.Action.CREATE,
+        AuditEntry.Action.UPDATE,
+        json.dumps({"reference": reference}) if reference else None,
+        label,
+        via,
+    ]
+    with connection.cursor() as cursor:
+        for start in range(0, len(change_ids), 500):
+            part = change_ids[start : start + 500]
+            where = f"WHERE id IN ({', '.join(['%s'] * len(part))}) ORDER BY id"
+            cursor.execute(head + where, [*fixed, *part])
 
 
 EXISTING_FIELDS = [f.attname for f in Product._meta.concrete_fields if f.attname != "id"]
