@@ -6,15 +6,21 @@ from __future__ import annotations
 
 import pytest
 from django.contrib import admin
+from django.contrib.auth.models import Group
 from django.urls import reverse
 from django.utils import timezone
 
+from accounts.models import ApiKey, User
+from accounts.roles import MARKETING
+from accounts.services import api_client_create
 from audit.models import AuditEntry
 from catalog.models import Brand, Product
 from catalog.services import product_save
 from merchandising.models import MiningSettings
 from merchandising.services import mining_settings_update
+from merchandising.services.rules import SETTINGS_FIELDS
 from tests.factories import ProductFactory, UserFactory
+from tests.merchandising.factories import CustomerAccountFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -100,4 +106,83 @@ def test_an_admin_save_of_a_brand_goes_through_the_service(client, specialist):
     brand = Brand.objects.get(name="Hilti")
     assert list(AuditEntry.objects.for_object(brand).values_list("action", "actor_label", "via", "changes")) == [
         (AuditEntry.Action.CREATE, "specialist", "form", {"name": [None, "Hilti"]})
+    ]
+
+
+# --- the admin's own write paths go through services that record -----------------------------
+
+
+def rows_of(obj) -> list[tuple]:
+    return list(
+        AuditEntry.objects.for_object(obj).order_by("pk").values_list("action", "actor_label", "via", "changes")
+    )
+
+
+def test_admin_user_add_change_and_password(client, administrator):
+    client.force_login(administrator)
+    response = client.post(
+        reverse("admin:accounts_user_add"),
+        {
+            "username": "carla",
+            "password1": "a-long-pass-2026",
+            "password2": "a-long-pass-2026",
+            "usable_password": "true",
+        },
+    )
+    assert response.status_code == 302, response.context["adminform"].form.errors if response.context else ""
+    user = User.objects.get(username="carla")
+    marketing = Group.objects.get(name=MARKETING)
+    change = {
+        "username": "carla", "email": "carla@example.com", "first_name": "", "last_name": "", "is_active": "on",
+        "groups": [marketing.pk], "date_joined_0": "2026-06-01", "date_joined_1": "12:00:00",
+    }  # fmt: skip
+    assert client.post(reverse("admin:accounts_user_change", args=[user.pk]), change).status_code == 302
+    password_url = reverse("admin:auth_user_password_change", args=[user.pk])
+    response = client.post(
+        password_url,
+        {"password1": "another-pass-2026", "password2": "another-pass-2026", "set_usable_password": "true"},
+    )
+    assert response.status_code == 302
+    rows = rows_of(user)
+    assert [(action, who, via) for action, who, via, _ in rows] == [
+        (AuditEntry.Action.CREATE, "administrator", "form"),
+        (AuditEntry.Action.UPDATE, "administrator", "form"),
+        (AuditEntry.Action.UPDATE, "administrator", "form"),
+    ]
+    assert "password" not in rows[0][3]
+    assert {k: v for k, v in rows[1][3].items() if k in ("email", "groups")} == {
+        "email": ["", "carla@example.com"],
+        "groups": [[], [MARKETING]],
+    }
+    assert rows[2][3] == {"password": ["(set)", "(changed)"]}
+
+
+def test_admin_customer_account_and_mining_settings_saves(client, administrator):
+    client.force_login(administrator)
+    account = CustomerAccountFactory(external_id="C1", name="One")
+    data = {"external_id": "C1", "name": "One Ltd", "segment": "", "industry": "", "brand_mode": account.brand_mode}
+    assert client.post(reverse("admin:accounts_customeraccount_change", args=[account.pk]), data).status_code == 302
+    assert rows_of(account) == [(AuditEntry.Action.UPDATE, "administrator", "form", {"name": ["One", "One Ltd"]})]
+
+    settings = MiningSettings.load()
+    form = {name: getattr(settings, name) for name in SETTINGS_FIELDS}
+    form["top_k"] = settings.top_k + 1
+    assert client.post(reverse("admin:merchandising_miningsettings_change", args=[1]), form).status_code == 302
+    assert rows_of(settings) == [
+        (AuditEntry.Action.UPDATE, "administrator", "form", {"top_k": [settings.top_k, settings.top_k + 1]})
+    ]
+
+
+def test_admin_api_client_revoke_action_and_key_issue(client, administrator):
+    client.force_login(administrator)
+    api_client = api_client_create(name="shop", scopes=["read"], actor=administrator)
+    response = client.post(reverse("admin:accounts_apiclient_issue_key", args=[api_client.pk]), {"expires_days": 30})
+    assert response.status_code == 200
+    key = ApiKey.objects.get()
+    assert [row[:3] for row in rows_of(key)] == [(AuditEntry.Action.CREATE, "administrator", "form")]
+    action = {"action": "revoke_clients", "_selected_action": [api_client.pk]}
+    assert client.post(reverse("admin:accounts_apiclient_changelist"), action).status_code == 302
+    assert [row[:3] for row in rows_of(api_client)] == [
+        (AuditEntry.Action.CREATE, "administrator", "form"),
+        (AuditEntry.Action.UPDATE, "administrator", "admin_action"),
     ]
