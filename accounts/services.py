@@ -317,11 +317,11 @@ def _scopes_clean(scopes) -> list[str]:
 
 @transaction.atomic
 def api_client_create(
-    *, name: str, scopes: list[str], actor: User | None, rate_per_minute: int | None = None
+    *, name: str, scopes: list[str], actor: User | str | None, rate_per_minute: int | None = None
 ) -> ApiClient:
     """Create an API client (no key yet: see ``api_key_issue``)."""
     client = ApiClient(
-        name=name.strip(), scopes=_scopes_clean(scopes), rate_per_minute=rate_per_minute, created_by=actor
+        name=name.strip(), scopes=_scopes_clean(scopes), rate_per_minute=rate_per_minute, created_by=_user(actor)
     )
     client.full_clean()
     client.save()
@@ -329,6 +329,11 @@ def api_client_create(
         obj=client, action=AuditEntry.Action.CREATE, actor=actor, changes=created_changes(_client_values(client))
     )
     return client
+
+
+def _user(actor) -> User | None:
+    """The user behind an actor; None for a machine label such as "command:create_api_client"."""
+    return actor if isinstance(actor, User) else None
 
 
 def _client_values(client: ApiClient) -> dict:
@@ -373,7 +378,9 @@ def api_client_revoke(*, client_id: int, actor: User | None, via: str | None = N
 
 
 @transaction.atomic
-def api_key_issue(*, client: ApiClient, actor: User | None, expires_at: datetime.datetime | None = None) -> IssuedKey:
+def api_key_issue(
+    *, client: ApiClient, actor: User | str | None, expires_at: datetime.datetime | None = None
+) -> IssuedKey:
     """Issue a new key for ``client``: ``mk_<prefix>_<secret>``. Earlier keys stay valid, so a
     webshop can switch to the new key before the old one is revoked (rotation without downtime).
 
@@ -391,7 +398,7 @@ def api_key_issue(*, client: ApiClient, actor: User | None, expires_at: datetime
         raise RuntimeError("could not find a free key prefix")
     raw = f"{API_KEY_PREFIX}{prefix}_{secrets.token_urlsafe(32)}"
     key = ApiKey.objects.create(
-        client=client, prefix=prefix, digest=api_key_digest(raw), created_by=actor, expires_at=expires_at
+        client=client, prefix=prefix, digest=api_key_digest(raw), created_by=_user(actor), expires_at=expires_at
     )
     audit_record(obj=key, action=AuditEntry.Action.CREATE, actor=actor, changes=created_changes(_key_values(key)))
     return IssuedKey(key=key, secret=raw)

@@ -162,6 +162,24 @@ def audit_record(
     return entry
 
 
+def audit_saved(
+    *,
+    obj: models.Model,
+    before: Mapping[str, Any] | None,
+    actor: ActorLike,
+    via: str | None = None,
+    fields: Iterable[str] | None = None,
+) -> AuditEntry | None:
+    """After saving ``obj``: a create row (``before`` is None) or an update row with what
+    changed since ``before`` (``instance_values`` taken before the save); None if nothing did."""
+    fields = list(fields) if fields is not None else None
+    changes = values_diff(before or {}, instance_values(obj, fields))
+    if not changes:
+        return None
+    action = Action.CREATE if before is None else Action.UPDATE
+    return audit_record(obj=obj, action=action, actor=actor, via=via, changes=changes)
+
+
 def audit_record_many(
     *,
     model: type[models.Model],

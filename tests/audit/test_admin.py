@@ -4,6 +4,8 @@ delete a row through the admin, superusers included."""
 
 from __future__ import annotations
 
+import io
+
 import pytest
 from django.contrib import admin
 from django.contrib.auth.models import Group
@@ -186,3 +188,31 @@ def test_admin_api_client_revoke_action_and_key_issue(client, administrator):
         (AuditEntry.Action.CREATE, "administrator", "form"),
         (AuditEntry.Action.UPDATE, "administrator", "admin_action"),
     ]
+
+
+# --- management commands without a user are recorded as the command ---------------------------
+
+
+def test_commands_are_recorded_by_name(db):
+    from django.core.management import call_command
+    from django_celery_beat.models import PeriodicTask
+
+    from accounts.models import ApiClient
+
+    call_command("create_api_client", "shop", stdout=io.StringIO(), stderr=io.StringIO())
+    client = ApiClient.objects.get(name="shop")
+    assert [row[:3] for row in rows_of(client)] == [(AuditEntry.Action.CREATE, "command:create_api_client", "command")]
+    assert [row[:3] for row in rows_of(client.keys.get())] == [
+        (AuditEntry.Action.CREATE, "command:create_api_client", "command")
+    ]
+    assert client.created_by is None
+
+    call_command("setup_mining_schedule", stdout=io.StringIO())
+    call_command("setup_mining_schedule", stdout=io.StringIO())  # unchanged: no second row
+    task = PeriodicTask.objects.get(name="Recompute suggestions")
+    assert [row[:3] for row in rows_of(task)] == [
+        (AuditEntry.Action.CREATE, "command:setup_mining_schedule", "command")
+    ]
+    call_command("setup_schedules", stdout=io.StringIO())
+    refresh = PeriodicTask.objects.get(name="Refresh published links")
+    assert [row[:3] for row in rows_of(refresh)] == [(AuditEntry.Action.CREATE, "command:setup_schedules", "command")]
