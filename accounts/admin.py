@@ -14,6 +14,8 @@ from django.template import engines
 from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import format_html
+from django_celery_beat.admin import PeriodicTaskAdmin
+from django_celery_beat.models import PeriodicTask
 
 from accounts.models import ApiClient, ApiKey, CustomerAccount, User
 from accounts.roles import ADMINISTRATOR
@@ -25,6 +27,9 @@ from accounts.services import (
     api_key_revoke,
     customer_account_save,
     customer_accounts_delete,
+    periodic_task_save,
+    periodic_tasks_delete,
+    periodic_tasks_set_enabled,
     user_delete,
     user_password_set,
     user_save,
@@ -345,3 +350,38 @@ class ApiKeyAdmin(AdministratorsOnlyMixin, admin.ModelAdmin):
             for pk in queryset.values_list("pk", flat=True)
         )
         self.message_user(request, f"Revoked {revoked} key(s).", messages.SUCCESS)
+
+
+# --- beat schedules: django-celery-beat's admin, with its writes through accounts.services ------------
+
+
+class AuditedPeriodicTaskAdmin(PeriodicTaskAdmin):
+    def save_model(self, request, obj, form, change):
+        periodic_task_save(task=obj, actor=request.user)
+
+    def delete_model(self, request, obj):
+        periodic_tasks_delete(tasks=PeriodicTask.objects.filter(pk=obj.pk), actor=request.user)
+
+    def delete_queryset(self, request, queryset):
+        periodic_tasks_delete(tasks=queryset, actor=request.user, via=Via.BULK)
+
+    def _set_enabled(self, request, queryset, enabled: bool | None, verb: str) -> None:
+        changed = periodic_tasks_set_enabled(tasks=queryset, enabled=enabled, actor=request.user, via=Via.ADMIN_ACTION)
+        self.message_user(request, f"{changed} task(s) {verb}.", messages.SUCCESS)
+
+    @admin.action(description="Enable selected tasks")
+    def enable_tasks(self, request, queryset):
+        self._set_enabled(request, queryset, True, "enabled")
+
+    @admin.action(description="Disable selected tasks")
+    def disable_tasks(self, request, queryset):
+        self._set_enabled(request, queryset, False, "disabled")
+
+    @admin.action(description="Toggle activity of selected tasks")
+    def toggle_tasks(self, request, queryset):
+        self._set_enabled(request, queryset, None, "toggled")
+
+
+if admin.site.is_registered(PeriodicTask):
+    admin.site.unregister(PeriodicTask)
+admin.site.register(PeriodicTask, AuditedPeriodicTaskAdmin)

@@ -18,7 +18,14 @@ from django.utils import timezone
 from accounts.models import ApiClient, ApiKey, CustomerAccount, User
 from accounts.roles import ROLE_PERMISSIONS
 from audit.models import AuditEntry
-from audit.services import audit_record, audit_record_many, created_changes, instance_values, values_diff
+from audit.services import (
+    audit_record,
+    audit_record_many,
+    audit_saved,
+    created_changes,
+    instance_values,
+    values_diff,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -454,3 +461,63 @@ def api_key_authenticate(*, raw_key: str) -> ApiKey:
     prefix = api_key_prefix(raw_key)
     key = ApiKey.objects.select_related("client").filter(prefix=prefix).first() if prefix is not None else None
     return api_key_check(raw_key=raw_key, key=key)
+
+
+# --- periodic task schedules (django-celery-beat), as the admin edits them ----------------------
+
+SCHEDULE_AUDITED = ("name", "task", "crontab", "interval", "solar", "clocked", "enabled", "one_off", "args", "kwargs")
+
+
+@transaction.atomic
+def periodic_task_save(*, task, actor, via: str | None = None):
+    """Save a beat schedule entry (the admin's form), recording what changed."""
+    from django_celery_beat.models import PeriodicTask
+
+    before = None
+    if task.pk is not None:
+        before = instance_values(PeriodicTask.objects.select_for_update().get(pk=task.pk), SCHEDULE_AUDITED)
+    task.save()  # PeriodicTask.save validates the schedule and tells beat (PeriodicTasks.changed)
+    audit_saved(obj=task, before=before, actor=actor, via=via, fields=SCHEDULE_AUDITED)
+    return task
+
+
+@transaction.atomic
+def periodic_tasks_set_enabled(*, tasks, enabled: bool | None, actor, via: str | None = None) -> int:
+    """Enable, disable (``False``) or toggle (``None``) beat schedule entries; returns how many
+    changed. Disabling clears ``last_run_at``, as django-celery-beat's own action does."""
+    from django_celery_beat.models import PeriodicTask, PeriodicTasks
+
+    rows = list(tasks.select_for_update().values_list("pk", "name", "enabled"))
+    changing = [(pk, name, was) for pk, name, was in rows if enabled is None or was != enabled]
+    for wanted in (True, False):
+        ids = [pk for pk, _name, was in changing if (not was) == wanted]
+        if ids:
+            extra = {} if wanted else {"last_run_at": None}
+            PeriodicTask.objects.filter(pk__in=ids).update(enabled=wanted, **extra)
+    if changing:
+        PeriodicTasks.update_changed()
+    audit_record_many(
+        model=PeriodicTask,
+        rows=[(pk, name, {"enabled": [was, not was]}) for pk, name, was in changing],
+        action=AuditEntry.Action.UPDATE,
+        actor=actor,
+        via=via,
+    )
+    return len(changing)
+
+
+@transaction.atomic
+def periodic_tasks_delete(*, tasks, actor, via: str | None = None) -> int:
+    from django_celery_beat.models import PeriodicTask
+
+    doomed = list(tasks.select_for_update())
+    audit_record_many(
+        model=PeriodicTask,
+        rows=[(t.pk, t.name, values_diff(instance_values(t, SCHEDULE_AUDITED), {})) for t in doomed],
+        action=AuditEntry.Action.DELETE,
+        actor=actor,
+        via=via,
+    )
+    for task in doomed:
+        task.delete()  # one by one: PeriodicTask.delete tells beat
+    return len(doomed)

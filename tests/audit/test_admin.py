@@ -216,3 +216,16 @@ def test_commands_are_recorded_by_name(db):
     call_command("setup_schedules", stdout=io.StringIO())
     refresh = PeriodicTask.objects.get(name="Refresh published links")
     assert [row[:3] for row in rows_of(refresh)] == [(AuditEntry.Action.CREATE, "command:setup_schedules", "command")]
+
+
+def test_admin_schedule_actions_go_through_the_service(client, administrator):
+    from django_celery_beat.models import IntervalSchedule, PeriodicTask
+
+    every = IntervalSchedule.objects.create(every=10, period=IntervalSchedule.MINUTES)
+    task = PeriodicTask.objects.create(name="Nightly", task="accounts.ping", interval=every, enabled=True)
+    client.force_login(administrator)
+    action = {"action": "disable_tasks", "_selected_action": [task.pk]}
+    assert client.post(reverse("admin:django_celery_beat_periodictask_changelist"), action).status_code == 302
+    task.refresh_from_db()
+    assert task.enabled is False
+    assert rows_of(task) == [(AuditEntry.Action.UPDATE, "administrator", "admin_action", {"enabled": [True, False]})]

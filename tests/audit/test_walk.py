@@ -332,6 +332,56 @@ def case_api_key_revoke(ctx):
     return [("accounts.apikey", str(key.pk), U, "administrator", "admin_action", {"revoked_at": [None, T]})]
 
 
+def _schedule():
+    from django_celery_beat.models import IntervalSchedule, PeriodicTask
+
+    every = IntervalSchedule.objects.create(every=10, period=IntervalSchedule.MINUTES)
+    return PeriodicTask.objects.create(name="Nightly", task="accounts.ping", interval=every, enabled=True)
+
+
+@case
+def case_periodic_task_save(ctx):
+    task = _schedule()
+    ctx.mark()
+    task.enabled = False
+    accounts_services.periodic_task_save(task=task, actor=ctx.admin)
+    return [("django_celery_beat.periodictask", str(task.pk), U, "administrator", "form", {"enabled": [True, False]})]
+
+
+@case
+def case_periodic_tasks_set_enabled(ctx):
+    from django_celery_beat.models import PeriodicTask
+
+    task = _schedule()
+    ctx.mark()
+    tasks = PeriodicTask.objects.filter(pk=task.pk)
+    assert accounts_services.periodic_tasks_set_enabled(tasks=tasks, enabled=True, actor=ctx.admin) == 0
+    assert accounts_services.periodic_tasks_set_enabled(tasks=tasks, enabled=None, actor=ctx.admin, via="admin_action")
+    return [
+        (
+            "django_celery_beat.periodictask",
+            str(task.pk),
+            U,
+            "administrator",
+            "admin_action",
+            {"enabled": [True, False]},
+        )
+    ]
+
+
+@case
+def case_periodic_tasks_delete(ctx):
+    from django_celery_beat.models import PeriodicTask
+
+    task = _schedule()
+    pk = task.pk
+    ctx.mark()
+    accounts_services.periodic_tasks_delete(tasks=PeriodicTask.objects.filter(pk=pk), actor=ctx.admin)
+    (row,) = rows_since(ctx.since)
+    assert row[5]["name"] == ["Nightly", None] and row[5]["enabled"] == [True, None]
+    return [("django_celery_beat.periodictask", str(pk), D, "administrator", "form", row[5])]
+
+
 # catalog
 
 
