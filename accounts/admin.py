@@ -1,16 +1,22 @@
+import contextvars
+
 from axes.admin import AccessFailureLogAdmin
 from axes.models import AccessFailureLog
 from django import forms
 from django.conf import settings
 from django.contrib import admin, messages
 from django.contrib.auth.admin import UserAdmin
+from django.contrib.auth.forms import AdminPasswordChangeForm
 from django.core.exceptions import PermissionDenied, ValidationError
+from django.db import transaction
 from django.db.models import Count, Exists, IntegerField, OuterRef, Q, Subquery
 from django.http import HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
 from django.template import engines
 from django.urls import path, reverse
 from django.utils.html import format_html
+from django_celery_beat.admin import PeriodicTaskAdmin
+from django_celery_beat.models import PeriodicTask
 from django_otp.plugins.otp_static.models import StaticDevice
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
@@ -23,9 +29,17 @@ from accounts.services import (
     api_key_issue,
     api_key_revoke,
     customer_account_save,
+    customer_accounts_delete,
+    periodic_task_save,
+    periodic_tasks_delete,
+    periodic_tasks_set_enabled,
+    user_delete,
     user_mfa_reset,
+    user_password_set,
+    user_save,
 )
 from audit.forms import VersionedAdminMixin, VersionedModelForm
+from audit.models import Via
 from config.admin_site import ReadOnlyAdminMixin
 from orders.admin import orders_url
 from orders.models import Order
@@ -37,12 +51,41 @@ for _model in (TOTPDevice, StaticDevice):
     if admin.site.is_registered(_model):
         admin.site.unregister(_model)
 
+#: The acting user of a password change: Django's view builds the form without the request.
+_password_actor: contextvars.ContextVar = contextvars.ContextVar("password_actor", default=None)
+
+
+class AuditedPasswordChangeForm(AdminPasswordChangeForm):
+    def save(self, commit=True):
+        password = self.cleaned_data["password1"] if self.cleaned_data.get("set_usable_password", True) else None
+        return user_password_set(user=self.user, password=password, actor=_password_actor.get())
+
 
 @admin.register(User)
 class BackOfficeUserAdmin(UserAdmin):
     list_display = ["username", "email", "first_name", "last_name", "roles", "second_factor", "is_active", "last_login"]
     list_filter = ["groups", "is_active", "is_superuser"]
     actions = ["reset_second_factor"]
+    change_password_form = AuditedPasswordChangeForm
+
+    def save_model(self, request, obj, form, change):
+        data = form.cleaned_data
+        user_save(user=obj, actor=request.user, groups=data.get("groups"), permissions=data.get("user_permissions"))
+
+    def delete_model(self, request, obj):
+        user_delete(user=obj, actor=request.user)
+
+    def delete_queryset(self, request, queryset):
+        for user in queryset:
+            user_delete(user=user, actor=request.user, via=Via.BULK)
+
+    def user_change_password(self, request, id, form_url=""):
+        token = _password_actor.set(request.user)
+        try:
+            with transaction.atomic():
+                return super().user_change_password(request, id, form_url)
+        finally:
+            _password_actor.reset(token)
 
     def get_queryset(self, request):
         confirmed = TOTPDevice.objects.filter(user=OuterRef("pk"), confirmed=True)
@@ -122,6 +165,12 @@ class CustomerAccountAdmin(VersionedAdminMixin, admin.ModelAdmin):
         # customer_account_save wrote the brand preferences (no form.save_m2m()); no inlines.
         for formset in formsets:
             self.save_formset(request, form, formset, change=change)
+
+    def delete_model(self, request, obj):
+        customer_accounts_delete(accounts=CustomerAccount.objects.filter(pk=obj.pk), actor=request.user)
+
+    def delete_queryset(self, request, queryset):
+        customer_accounts_delete(accounts=queryset, actor=request.user, via=Via.BULK)
 
     @admin.display(description="orders", ordering="order_count")
     def orders(self, obj: CustomerAccount) -> str:
@@ -282,7 +331,8 @@ class ApiClientAdmin(AdministratorsOnlyMixin, admin.ModelAdmin):
     @admin.action(description="Revoke selected clients (all their keys stop working)", permissions=["revoke"])
     def revoke_clients(self, request, queryset):
         revoked = sum(
-            api_client_revoke(client_id=pk, actor=request.user) for pk in queryset.values_list("pk", flat=True)
+            api_client_revoke(client_id=pk, actor=request.user, via=Via.ADMIN_ACTION)
+            for pk in queryset.values_list("pk", flat=True)
         )
         self.message_user(request, f"Revoked {revoked} client(s).", messages.SUCCESS)
 
@@ -345,7 +395,10 @@ class ApiKeyAdmin(AdministratorsOnlyMixin, admin.ModelAdmin):
 
     @admin.action(description="Revoke selected keys", permissions=["revoke"])
     def revoke_keys(self, request, queryset):
-        revoked = sum(api_key_revoke(key_id=pk, actor=request.user) for pk in queryset.values_list("pk", flat=True))
+        revoked = sum(
+            api_key_revoke(key_id=pk, actor=request.user, via=Via.ADMIN_ACTION)
+            for pk in queryset.values_list("pk", flat=True)
+        )
         self.message_user(request, f"Revoked {revoked} key(s).", messages.SUCCESS)
 
 
@@ -370,3 +423,36 @@ class FailedSignInAdmin(ReadOnlyAdminMixin, AccessFailureLogAdmin):
 
     def has_view_permission(self, request, obj=None) -> bool:
         return _administrator(request)
+# --- beat schedules: django-celery-beat's admin, with its writes through accounts.services ------------
+
+
+class AuditedPeriodicTaskAdmin(PeriodicTaskAdmin):
+    def save_model(self, request, obj, form, change):
+        periodic_task_save(task=obj, actor=request.user)
+
+    def delete_model(self, request, obj):
+        periodic_tasks_delete(tasks=PeriodicTask.objects.filter(pk=obj.pk), actor=request.user)
+
+    def delete_queryset(self, request, queryset):
+        periodic_tasks_delete(tasks=queryset, actor=request.user, via=Via.BULK)
+
+    def _set_enabled(self, request, queryset, enabled: bool | None, verb: str) -> None:
+        changed = periodic_tasks_set_enabled(tasks=queryset, enabled=enabled, actor=request.user, via=Via.ADMIN_ACTION)
+        self.message_user(request, f"{changed} task(s) {verb}.", messages.SUCCESS)
+
+    @admin.action(description="Enable selected tasks")
+    def enable_tasks(self, request, queryset):
+        self._set_enabled(request, queryset, True, "enabled")
+
+    @admin.action(description="Disable selected tasks")
+    def disable_tasks(self, request, queryset):
+        self._set_enabled(request, queryset, False, "disabled")
+
+    @admin.action(description="Toggle activity of selected tasks")
+    def toggle_tasks(self, request, queryset):
+        self._set_enabled(request, queryset, None, "toggled")
+
+
+if admin.site.is_registered(PeriodicTask):
+    admin.site.unregister(PeriodicTask)
+admin.site.register(PeriodicTask, AuditedPeriodicTaskAdmin)

@@ -7,7 +7,7 @@ def _sync_roles(sender, **kwargs) -> None:
     # the sync is idempotent and cheap, so it simply runs after every app's migrations.
     from accounts.services import roles_sync
 
-    roles_sync(using=kwargs.get("using", "default"))
+    roles_sync(using=kwargs.get("using", "default"), actor="command:migrate")
 
 
 class AccountsConfig(AppConfig):

@@ -103,6 +103,11 @@ class ApiClient(models.Model):
     def __str__(self) -> str:
         return self.name
 
+    @property
+    def audit_label(self) -> str:
+        """How the audit trail names this client when it acts (audit.services.actor_parts)."""
+        return f"api:{self.name}"
+
     def has_scope(self, scope: str) -> bool:
         return scope in (self.scopes or [])
 

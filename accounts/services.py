@@ -25,20 +25,36 @@ from django_otp.plugins.otp_totp.models import TOTPDevice
 from accounts.models import ApiClient, ApiKey, CustomerAccount, User
 from accounts.roles import ROLE_PERMISSIONS
 from audit.conflicts import version_bump, version_claim
+from audit.models import AuditEntry
+from audit.services import (
+    audit_record,
+    audit_record_many,
+    audit_saved,
+    created_changes,
+    instance_values,
+    values_diff,
+)
 
 logger = logging.getLogger(__name__)
 
 
 @transaction.atomic
-def roles_sync(*, using: str = "default") -> dict[str, int]:
+def roles_sync(*, using: str = "default", actor="command:setup_roles") -> dict[str, int]:
     """Create the role groups and set their permissions exactly as ROLE_PERMISSIONS says.
 
-    Idempotent; returns the number of permissions per role.
+    Idempotent; returns the number of permissions per role. A role whose permissions change
+    gets a history row with the permissions added and removed.
     """
     permissions = list(Permission.objects.using(using).select_related("content_type"))
     counts: dict[str, int] = {}
+    history = []
+
+    def code(perm: Permission) -> str:
+        return f"{perm.content_type.app_label}.{perm.codename}"
+
     for role, patterns in ROLE_PERMISSIONS.items():
         group, _ = Group.objects.using(using).get_or_create(name=role)
+        before = {code(perm) for perm in group.permissions.select_related("content_type")}
         granted = [pattern for pattern in patterns if not pattern.startswith("!")]
         withheld = [pattern[1:] for pattern in patterns if pattern.startswith("!")]
         wanted = [
@@ -49,12 +65,39 @@ def roles_sync(*, using: str = "default") -> dict[str, int]:
         ]
         group.permissions.set(wanted)
         counts[role] = len(wanted)
+        after = {code(perm) for perm in wanted}
+        if before != after:
+            history.append((group.pk, role, {"permissions": [sorted(before - after), sorted(after - before)]}))
+    audit_record_many(model=Group, rows=history, action=AuditEntry.Action.UPDATE, actor=actor, using=using)
     return counts
+
+
+#: Never in the history: the password hash (a change shows as "changed"), and the sign-in stamp.
+USER_UNAUDITED = ("password", "last_login")
+
+
+def _user_values(user: User) -> dict:
+    values = {k: v for k, v in instance_values(user).items() if k not in USER_UNAUDITED}
+    values["groups"] = sorted(user.groups.values_list("name", flat=True)) if user.pk else []
+    values["user_permissions"] = (
+        sorted(f"{p.content_type.app_label}.{p.codename}" for p in user.user_permissions.select_related("content_type"))
+        if user.pk
+        else []
+    )
+    return values
 
 
 @transaction.atomic
 def user_create(
-    *, username: str, password: str, role: str | None = None, email: str = "", first_name: str = "", last_name: str = ""
+    *,
+    username: str,
+    password: str,
+    role: str | None = None,
+    email: str = "",
+    first_name: str = "",
+    last_name: str = "",
+    actor=None,
+    via: str | None = None,
 ) -> User:
     """Create a back-office user with one role. The admin site admits by role
     (config/admin_site.py); ``is_staff`` is set too so the user looks like staff everywhere."""
@@ -64,46 +107,76 @@ def user_create(
     user.save()
     if role:
         user.groups.add(Group.objects.get(name=role))
+    audit_record(
+        obj=user, action=AuditEntry.Action.CREATE, actor=actor, via=via, changes=created_changes(_user_values(user))
+    )
     return user
 
 
 @transaction.atomic
-def customer_account_save(
-    *,
-    account: CustomerAccount,
-    preferred_brands: Iterable | None = None,
-    excluded_brands: Iterable | None = None,
-    actor: User | None = None,
-    expected_version: int | None = None,
-) -> CustomerAccount:
-    """Create or update one customer account (the admin form) and, when given, set its brand
-    preferences to exactly these brands.
-
-    ``expected_version``: the version the edit form loaded; if the account was saved since,
-    EditConflict (audit.conflicts) and nothing is written."""
-    preferred = set(preferred_brands) if preferred_brands is not None else None
-    excluded = set(excluded_brands) if excluded_brands is not None else None
-    if preferred is not None and excluded is not None and preferred & excluded:
-        names = ", ".join(sorted(brand.name for brand in preferred & excluded))
-        raise ValidationError(f"A brand cannot be both preferred and excluded: {names}.")
-    account.full_clean()
-    if account.pk is not None:
-        version_claim(obj=account, expected_version=expected_version)
-    account.save()
-    if preferred is not None:
-        account.preferred_brands.set(preferred)
-    if excluded is not None:
-        account.excluded_brands.set(excluded)
-    return account
+def user_save(*, user: User, actor, groups=None, permissions=None, via: str | None = None) -> User:
+    """Create or change a user as the admin's forms do (``groups`` and ``permissions``: the
+    exact new sets, or None to leave them), recording what changed; a new password shows as
+    "changed", never its hash."""
+    creating = user.pk is None
+    old = None if creating else User.objects.select_for_update().get(pk=user.pk)
+    before = {} if old is None else _user_values(old)
+    user.full_clean(exclude=["password"])
+    user.save()
+    if groups is not None:
+        user.groups.set(groups)
+    if permissions is not None:
+        user.user_permissions.set(permissions)
+    after = _user_values(user)
+    changes = created_changes(after) if creating else values_diff(before, after)
+    if not creating and old.password != user.password:
+        changes["password"] = ["(set)", "(changed)"]
+    if changes:
+        audit_record(
+            obj=user,
+            action=AuditEntry.Action.CREATE if creating else AuditEntry.Action.UPDATE,
+            actor=actor,
+            via=via,
+            changes=changes,
+        )
+    return user
 
 
 @transaction.atomic
-def customer_accounts_upsert(*, accounts: list[dict]) -> dict[str, int]:
+def user_password_set(*, user: User, password: str | None, actor, via: str | None = None) -> User:
+    """Set a user's password (None: password sign-in disabled), recording that it changed."""
+    if password is None:
+        user.set_unusable_password()
+    else:
+        user.set_password(password)
+    user.save(update_fields=["password"])
+    change = ["(set)", "(changed)" if password is not None else "(disabled)"]
+    audit_record(obj=user, action=AuditEntry.Action.UPDATE, actor=actor, via=via, changes={"password": change})
+    return user
+
+
+@transaction.atomic
+def user_delete(*, user: User, actor, via: str | None = None) -> None:
+    """Delete a user; the history keeps their name (``actor_label``) on what they did."""
+    values = _user_values(user)
+    audit_record(
+        obj=user,
+        action=AuditEntry.Action.DELETE,
+        actor=actor,
+        via=via,
+        changes={name: [value, None] for name, value in values.items()},
+    )
+    user.delete()
+
+
+@transaction.atomic
+def customer_accounts_upsert(*, accounts: list[dict], actor=None, via: str | None = None) -> dict[str, int]:
     """Create or update customer accounts by ``external_id``.
 
     Each dict: external_id, name, segment, industry, brand_mode, preferred_brands and
     excluded_brands (brand names; unknown names raise ValueError). Brand preferences are set
-    to exactly the given ones. Returns {"created": n, "updated": n, "unchanged": n}.
+    to exactly the given ones. Returns {"created": n, "updated": n, "unchanged": n}. One
+    history row per account created or changed.
     """
     from catalog.models import Brand
 
@@ -117,6 +190,7 @@ def customer_accounts_upsert(*, accounts: list[dict]) -> dict[str, int]:
 
     fields = ("name", "segment", "industry", "brand_mode")
     existing = CustomerAccount.objects.in_bulk([a["external_id"] for a in accounts], field_name="external_id")
+    before = {key: _account_values(account) for key, account in existing.items()}
     new = [
         CustomerAccount(external_id=a["external_id"], **{f: a[f] for f in fields})
         for a in accounts
@@ -157,7 +231,75 @@ def customer_accounts_upsert(*, accounts: list[dict]) -> dict[str, int]:
         external_id__in=relation_changed - {a.external_id for a in new} - {a.external_id for a in changed}
     ).update(**version_bump())
     updated = {a.external_id for a in changed} | (relation_changed - {a.external_id for a in new})
+    for action, keys in ((AuditEntry.Action.CREATE, [a.external_id for a in new]), (AuditEntry.Action.UPDATE, updated)):
+        rows = []
+        for key in sorted(keys):
+            account = by_external[key]
+            account.refresh_from_db()
+            rows.append((account.pk, str(account), values_diff(before.get(key, {}), _account_values(account))))
+        audit_record_many(model=CustomerAccount, rows=rows, action=action, actor=actor, via=via)
     return {"created": len(new), "updated": len(updated), "unchanged": len(accounts) - len(new) - len(updated)}
+
+
+def _account_values(account: CustomerAccount) -> dict:
+    """An account's audited values: its fields and its brand preferences (brand names)."""
+    values = instance_values(account)
+    for key in ("preferred_brands", "excluded_brands"):
+        values[key] = sorted(getattr(account, key).values_list("name", flat=True))
+    return values
+
+
+@transaction.atomic
+def customer_account_save(
+    *,
+    account: CustomerAccount,
+    actor,
+    preferred_brands: Iterable | None = None,
+    excluded_brands: Iterable | None = None,
+    expected_version: int | None = None,
+    via: str | None = None,
+) -> CustomerAccount:
+    """Create or change one customer account (the admin's form): fields and, when given, the
+    exact brand preferences; a history row with what changed.
+
+    ``expected_version``: the version the edit form loaded; if the account was saved since,
+    EditConflict (audit.conflicts) and nothing is written."""
+    preferred = set(preferred_brands) if preferred_brands is not None else None
+    excluded = set(excluded_brands) if excluded_brands is not None else None
+    if preferred is not None and excluded is not None and preferred & excluded:
+        names = ", ".join(sorted(brand.name for brand in preferred & excluded))
+        raise ValidationError(f"A brand cannot be both preferred and excluded: {names}.")
+    creating = account.pk is None
+    before = {} if creating else _account_values(CustomerAccount.objects.select_for_update().get(pk=account.pk))
+    account.full_clean(exclude=["preferred_brands", "excluded_brands"])
+    if not creating:
+        version_claim(obj=account, expected_version=expected_version)
+    account.save()
+    if preferred is not None:
+        account.preferred_brands.set(preferred)
+    if excluded is not None:
+        account.excluded_brands.set(excluded)
+    changes = values_diff(before, _account_values(account))
+    if changes:
+        action = AuditEntry.Action.CREATE if creating else AuditEntry.Action.UPDATE
+        audit_record(obj=account, action=action, actor=actor, via=via, changes=changes)
+    return account
+
+
+@transaction.atomic
+def customer_accounts_delete(*, accounts, actor, via: str | None = None) -> int:
+    """Delete customer accounts (their orders are refused by the database: PROTECT), each with
+    a history row holding its last values."""
+    doomed = list(accounts.select_for_update())
+    audit_record_many(
+        model=CustomerAccount,
+        rows=[(a.pk, str(a), values_diff(_account_values(a), {})) for a in doomed],
+        action=AuditEntry.Action.DELETE,
+        actor=actor,
+        via=via,
+    )
+    CustomerAccount.objects.filter(pk__in=[a.pk for a in doomed]).delete()
+    return len(doomed)
 
 
 # --- webshop API clients and their keys ---------------------------------------------------------
@@ -212,15 +354,32 @@ def _scopes_clean(scopes) -> list[str]:
 
 @transaction.atomic
 def api_client_create(
-    *, name: str, scopes: list[str], actor: User | None, rate_per_minute: int | None = None
+    *, name: str, scopes: list[str], actor: User | str | None, rate_per_minute: int | None = None
 ) -> ApiClient:
     """Create an API client (no key yet: see ``api_key_issue``)."""
     client = ApiClient(
-        name=name.strip(), scopes=_scopes_clean(scopes), rate_per_minute=rate_per_minute, created_by=actor
+        name=name.strip(), scopes=_scopes_clean(scopes), rate_per_minute=rate_per_minute, created_by=_user(actor)
     )
     client.full_clean()
     client.save()
+    audit_record(
+        obj=client, action=AuditEntry.Action.CREATE, actor=actor, changes=created_changes(_client_values(client))
+    )
     return client
+
+
+def _user(actor) -> User | None:
+    """The user behind an actor; None for a machine label such as "command:create_api_client"."""
+    return actor if isinstance(actor, User) else None
+
+
+def _client_values(client: ApiClient) -> dict:
+    return instance_values(client, ["name", "scopes", "rate_per_minute", "revoked_at"])
+
+
+def _key_values(key: ApiKey) -> dict:
+    # Prefix and dates only: the digest is no one's business, not even the history's.
+    return instance_values(key, ["client", "prefix", "expires_at", "revoked_at"])
 
 
 @transaction.atomic
@@ -229,25 +388,36 @@ def api_client_update(
 ) -> ApiClient:
     """Change a client's scopes and rate (its keys stay valid)."""
     client = ApiClient.objects.select_for_update().get(pk=client_id)
+    before = _client_values(client)
     client.scopes = _scopes_clean(scopes)
     client.rate_per_minute = rate_per_minute
     client.full_clean()
     client.save(update_fields=["scopes", "rate_per_minute"])
+    changes = values_diff(before, _client_values(client))
+    if changes:
+        audit_record(obj=client, action=AuditEntry.Action.UPDATE, actor=actor, changes=changes)
     logger.info("API client %s updated by %s: scopes=%s rate=%s", client.name, actor, client.scopes, rate_per_minute)
     return client
 
 
 @transaction.atomic
-def api_client_revoke(*, client_id: int, actor: User | None) -> bool:
+def api_client_revoke(*, client_id: int, actor: User | None, via: str | None = None) -> bool:
     """Revoke a client: all its keys stop working at once. False if it was already revoked."""
-    revoked = bool(ApiClient.objects.filter(pk=client_id, revoked_at__isnull=True).update(revoked_at=timezone.now()))
+    now = timezone.now()
+    revoked = bool(ApiClient.objects.filter(pk=client_id, revoked_at__isnull=True).update(revoked_at=now))
     if revoked:
+        client = ApiClient.objects.get(pk=client_id)
+        audit_record(
+            obj=client, action=AuditEntry.Action.UPDATE, actor=actor, via=via, changes={"revoked_at": [None, now]}
+        )
         logger.info("API client %s revoked by %s", client_id, actor)
     return revoked
 
 
 @transaction.atomic
-def api_key_issue(*, client: ApiClient, actor: User | None, expires_days: int | None = None) -> IssuedKey:
+def api_key_issue(
+    *, client: ApiClient, actor: User | str | None, expires_days: int | None = None
+) -> IssuedKey:
     """Issue a new key for ``client``: ``mk_<prefix>_<secret>``. Earlier keys stay valid, so a
     webshop can switch to the new key before the old one is revoked (rotation without downtime).
 
@@ -269,16 +439,22 @@ def api_key_issue(*, client: ApiClient, actor: User | None, expires_days: int | 
         raise RuntimeError("could not find a free key prefix")
     raw = f"{API_KEY_PREFIX}{prefix}_{secrets.token_urlsafe(32)}"
     key = ApiKey.objects.create(
-        client=client, prefix=prefix, digest=api_key_digest(raw), created_by=actor, expires_at=expires_at
+        client=client, prefix=prefix, digest=api_key_digest(raw), created_by=_user(actor), expires_at=expires_at
     )
+    audit_record(obj=key, action=AuditEntry.Action.CREATE, actor=actor, changes=created_changes(_key_values(key)))
     return IssuedKey(key=key, secret=raw)
 
 
 @transaction.atomic
-def api_key_revoke(*, key_id: int, actor: User | None) -> bool:
+def api_key_revoke(*, key_id: int, actor: User | None, via: str | None = None) -> bool:
     """Revoke one key (the client's other keys keep working). False if it was already revoked."""
-    revoked = bool(ApiKey.objects.filter(pk=key_id, revoked_at__isnull=True).update(revoked_at=timezone.now()))
+    now = timezone.now()
+    revoked = bool(ApiKey.objects.filter(pk=key_id, revoked_at__isnull=True).update(revoked_at=now))
     if revoked:
+        key = ApiKey.objects.get(pk=key_id)
+        audit_record(
+            obj=key, action=AuditEntry.Action.UPDATE, actor=actor, via=via, changes={"revoked_at": [None, now]}
+        )
         logger.info("API key %s revoked by %s", key_id, actor)
     return revoked
 
@@ -420,3 +596,61 @@ def user_mfa_reset(*, user: User, actor: User | None) -> int:
         removed += per_model.get(model._meta.label, 0)
     logger.warning("Second factor of %s reset by %s (%d devices)", user.get_username(), actor, removed)
     return removed
+# --- periodic task schedules (django-celery-beat), as the admin edits them ----------------------
+
+SCHEDULE_AUDITED = ("name", "task", "crontab", "interval", "solar", "clocked", "enabled", "one_off", "args", "kwargs")
+
+
+@transaction.atomic
+def periodic_task_save(*, task, actor, via: str | None = None):
+    """Save a beat schedule entry (the admin's form), recording what changed."""
+    from django_celery_beat.models import PeriodicTask
+
+    before = None
+    if task.pk is not None:
+        before = instance_values(PeriodicTask.objects.select_for_update().get(pk=task.pk), SCHEDULE_AUDITED)
+    task.save()  # PeriodicTask.save validates the schedule and tells beat (PeriodicTasks.changed)
+    audit_saved(obj=task, before=before, actor=actor, via=via, fields=SCHEDULE_AUDITED)
+    return task
+
+
+@transaction.atomic
+def periodic_tasks_set_enabled(*, tasks, enabled: bool | None, actor, via: str | None = None) -> int:
+    """Enable, disable (``False``) or toggle (``None``) beat schedule entries; returns how many
+    changed. Disabling clears ``last_run_at``, as django-celery-beat's own action does."""
+    from django_celery_beat.models import PeriodicTask, PeriodicTasks
+
+    rows = list(tasks.select_for_update().values_list("pk", "name", "enabled"))
+    changing = [(pk, name, was) for pk, name, was in rows if enabled is None or was != enabled]
+    for wanted in (True, False):
+        ids = [pk for pk, _name, was in changing if (not was) == wanted]
+        if ids:
+            extra = {} if wanted else {"last_run_at": None}
+            PeriodicTask.objects.filter(pk__in=ids).update(enabled=wanted, **extra)
+    if changing:
+        PeriodicTasks.update_changed()
+    audit_record_many(
+        model=PeriodicTask,
+        rows=[(pk, name, {"enabled": [was, not was]}) for pk, name, was in changing],
+        action=AuditEntry.Action.UPDATE,
+        actor=actor,
+        via=via,
+    )
+    return len(changing)
+
+
+@transaction.atomic
+def periodic_tasks_delete(*, tasks, actor, via: str | None = None) -> int:
+    from django_celery_beat.models import PeriodicTask
+
+    doomed = list(tasks.select_for_update())
+    audit_record_many(
+        model=PeriodicTask,
+        rows=[(t.pk, t.name, values_diff(instance_values(t, SCHEDULE_AUDITED), {})) for t in doomed],
+        action=AuditEntry.Action.DELETE,
+        actor=actor,
+        via=via,
+    )
+    for task in doomed:
+        task.delete()  # one by one: PeriodicTask.delete tells beat
+    return len(doomed)

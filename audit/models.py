@@ -42,6 +42,12 @@ class AuditEntry(AbstractLogEntry):
     ``api:<client>``, ``task:<run id>``, ``command:<name>``), when, through which path
     (``via``), and the values before and after."""
 
+    # PROTECT, not auditlog's CASCADE: history outlives the models it describes, so a content
+    # type with history cannot be removed (remove_stale_contenttypes says why instead of the
+    # append-only trigger refusing a cascade half-way).
+    content_type = models.ForeignKey(
+        ContentType, on_delete=models.PROTECT, related_name="+", verbose_name="content type"
+    )
     actor_label = models.CharField(max_length=150, blank=True)
     via = models.CharField(max_length=20, choices=Via.choices, default=Via.SYSTEM)
 

@@ -15,6 +15,7 @@ from django.utils import timezone
 from django.utils.html import format_html
 
 from audit.forms import VersionedAdminMixin, VersionedModelForm
+from audit.models import Via
 from catalog.exports import products_export_stream
 from catalog.imports import ImportResult
 from catalog.models import (
@@ -29,8 +30,12 @@ from catalog.models import (
 )
 from catalog.services import (
     ImportAlreadyHandled,
+    attribute_definition_save,
+    attribute_definitions_delete,
     attributes_clean,
     brand_save,
+    brands_delete,
+    categories_delete,
     category_check_parent,
     category_save,
     product_import_apply,
@@ -60,6 +65,13 @@ class BrandAdmin(VersionedAdminMixin, admin.ModelAdmin):
     def save_model(self, request, obj, form, change):
         brand_save(brand=obj, actor=request.user, expected_version=self.expected_version(form))
 
+    def delete_model(self, request, obj):
+        brands_delete(brands=Brand.objects.filter(pk=obj.pk), actor=request.user)
+
+    def delete_queryset(self, request, queryset):
+        brands_delete(brands=queryset, actor=request.user, via=Via.BULK)
+
+
 
 class CategoryAdminForm(VersionedModelForm):
     class Meta:
@@ -85,7 +97,13 @@ class CategoryAdmin(VersionedAdminMixin, admin.ModelAdmin):
     readonly_fields = ["path"]
 
     def save_model(self, request, obj, form, change):
-        category_save(category=obj, expected_version=self.expected_version(form))
+        category_save(category=obj, actor=request.user, expected_version=self.expected_version(form))
+
+    def delete_model(self, request, obj):
+        categories_delete(categories=Category.objects.filter(pk=obj.pk), actor=request.user)
+
+    def delete_queryset(self, request, queryset):
+        categories_delete(categories=queryset, actor=request.user, via=Via.BULK)
 
 
 @admin.register(AttributeDefinition)
@@ -93,6 +111,15 @@ class AttributeDefinitionAdmin(admin.ModelAdmin):
     list_display = ["code", "label", "type", "unit"]
     list_filter = ["type"]
     search_fields = ["code", "label"]
+
+    def save_model(self, request, obj, form, change):
+        attribute_definition_save(definition=obj, actor=request.user)
+
+    def delete_model(self, request, obj):
+        attribute_definitions_delete(definitions=AttributeDefinition.objects.filter(pk=obj.pk), actor=request.user)
+
+    def delete_queryset(self, request, queryset):
+        attribute_definitions_delete(definitions=queryset, actor=request.user, via=Via.BULK)
 
 
 class ProductAdminForm(VersionedModelForm):

@@ -31,12 +31,14 @@ from accounts.services import user_create
 from catalog import csv_format as fmt
 from catalog.imports import RowError
 from catalog.models import AttributeDefinition, AttributeType, Brand, Category, ChangeSource, Product, ProductStatus
-from catalog.services import products_import
+from catalog.services import attribute_definition_save, products_import
 
 SEED = 2026
 DEMO_REFERENCE = "seed_demo"
 # Public on purpose (for the README and the user guide), which is why demo users only exist with DEBUG on.
 DEMO_PASSWORD = "demo-pass-2026"
+#: Who the demo data set's writes are recorded as in the audit trail.
+DEMO_ACTOR = "command:seed_demo"
 
 
 class DemoSeedError(Exception):
@@ -730,8 +732,11 @@ def catalog_csv(products: list[DemoProduct]) -> bytes:
 def attribute_definitions_seed() -> None:
     for definition in ATTRIBUTE_DEFINITIONS:
         defaults = {"unit": "", "choices": [], **{k: v for k, v in definition.items() if k != "code"}}
-        AttributeDefinition(code=definition["code"], **defaults).full_clean(validate_unique=False)
-        AttributeDefinition.objects.update_or_create(code=definition["code"], defaults=defaults)
+        existing = AttributeDefinition.objects.filter(code=definition["code"]).first()
+        target = existing or AttributeDefinition(code=definition["code"])
+        for name, value in defaults.items():
+            setattr(target, name, value)
+        attribute_definition_save(definition=target, actor=DEMO_ACTOR)
 
 
 # --------------------------------------------------------------------------------------------
@@ -753,7 +758,7 @@ def demo_users_seed() -> tuple[list[str], list[str]]:
         if User.objects.filter(username=spec["username"]).exists():
             existing.append(spec["username"])
             continue
-        user_create(password=DEMO_PASSWORD, email=f"{spec['username']}@demo.invalid", **spec)
+        user_create(password=DEMO_PASSWORD, email=f"{spec['username']}@demo.invalid", actor=DEMO_ACTOR, **spec)
         created.append(spec["username"])
     return created, existing
 
@@ -981,8 +986,10 @@ def _seed_data(*, users: bool, reset: bool, orders: int) -> dict[str, Any]:
 
         # Like the products: accounts edited while trying the demo keep their edits unless reset.
         present = set() if reset else set(CustomerAccount.objects.values_list("external_id", flat=True))
-        customer_accounts_upsert(accounts=[a.__dict__ for a in accounts if a.external_id not in present])
-        imported = orders_import(source=io.BytesIO(orders_csv(products, accounts, orders=orders)))
+        customer_accounts_upsert(
+            accounts=[a.__dict__ for a in accounts if a.external_id not in present], actor=DEMO_ACTOR
+        )
+        imported = orders_import(source=io.BytesIO(orders_csv(products, accounts, orders=orders)), actor=DEMO_ACTOR)
         if imported.errors:
             raise DemoSeedError(list(imported.errors))
         history = {

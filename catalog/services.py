@@ -11,9 +11,18 @@ from django.db import transaction
 from django.db.models import QuerySet
 from django.utils import timezone
 
-from audit.conflicts import version_bump, version_claim
+from audit.conflicts import VersionedModel, version_bump, version_claim
+from audit.models import AuditEntry
+from audit.services import (
+    audit_record,
+    audit_record_many,
+    created_changes,
+    deleted_changes,
+    instance_values,
+    values_diff,
+)
 from catalog import csv_format as fmt
-from catalog.imports import ImportResult, products_import
+from catalog.imports import AUDIT_VIA, ImportResult, audit_actor, products_import
 from catalog.models import (
     CATEGORY_SEPARATOR,
     AttributeDefinition,
@@ -27,7 +36,11 @@ from catalog.models import (
 )
 
 __all__ = [
+    "attribute_definition_save",
+    "attribute_definitions_delete",
     "brand_save",
+    "brands_delete",
+    "categories_delete",
     "category_path_for",
     "category_save",
     "product_save",
@@ -53,41 +66,106 @@ def category_check_parent(*, category: Category, parent: Category | None) -> Non
         ancestor = ancestor.parent
 
 
+def _save_audited(
+    *, obj, actor, via: str | None, fields=None, expected_version: int | None = None
+) -> None:
+    """full_clean, the version check of a versioned model (``expected_version``: the version
+    the edit form loaded; see audit.conflicts), save, and a history row with what changed."""
+    creating = obj.pk is None
+    before = {} if creating else instance_values(type(obj).objects.select_for_update().get(pk=obj.pk), fields)
+    obj.full_clean()
+    if not creating and isinstance(obj, VersionedModel):
+        version_claim(obj=obj, expected_version=expected_version)
+    obj.save()
+    changes = values_diff(before, instance_values(obj, fields))
+    if changes:
+        action = AuditEntry.Action.CREATE if creating else AuditEntry.Action.UPDATE
+        audit_record(obj=obj, action=action, actor=actor, via=via, changes=changes)
+
+
+def _delete_audited(*, queryset: QuerySet, actor, via: str | None) -> int:
+    """Delete with a history row per object holding its last values (PROTECT refuses the
+    whole deletion, history rows included, when something still points at one)."""
+    doomed = list(queryset.select_for_update())
+    audit_record_many(
+        model=queryset.model,
+        rows=[(obj.pk, str(obj), deleted_changes(instance_values(obj))) for obj in doomed],
+        action=AuditEntry.Action.DELETE,
+        actor=actor,
+        via=via,
+    )
+    queryset.model.objects.filter(pk__in=[obj.pk for obj in doomed]).delete()
+    return len(doomed)
+
+
 @transaction.atomic
-def brand_save(*, brand: Brand, actor=None, expected_version: int | None = None) -> Brand:
+def brand_save(*, brand: Brand, actor, expected_version: int | None = None, via: str | None = None) -> Brand:
     """Create or update a brand. ``expected_version``: the version the edit form loaded; if the
     brand was saved since, EditConflict (audit.conflicts) and nothing is written."""
-    brand.full_clean()
-    if brand.pk is not None:
-        version_claim(obj=brand, expected_version=expected_version)
-    brand.save()
+    _save_audited(obj=brand, actor=actor, via=via, fields=["name"], expected_version=expected_version)
     return brand
 
 
 @transaction.atomic
-def category_save(*, category: Category, expected_version: int | None = None) -> Category:
+def brands_delete(*, brands: QuerySet[Brand], actor, via: str | None = None) -> int:
+    return _delete_audited(queryset=brands, actor=actor, via=via)
+
+
+@transaction.atomic
+def attribute_definition_save(*, definition: AttributeDefinition, actor, via: str | None = None) -> AttributeDefinition:
+    _save_audited(obj=definition, actor=actor, via=via)
+    return definition
+
+
+@transaction.atomic
+def attribute_definitions_delete(*, definitions: QuerySet[AttributeDefinition], actor, via: str | None = None) -> int:
+    return _delete_audited(queryset=definitions, actor=actor, via=via)
+
+
+@transaction.atomic
+def categories_delete(*, categories: QuerySet[Category], actor, via: str | None = None) -> int:
+    return _delete_audited(queryset=categories, actor=actor, via=via)
+
+
+CATEGORY_AUDITED = ("name", "parent", "path")
+
+
+@transaction.atomic
+def category_save(
+    *, category: Category, actor=None, expected_version: int | None = None, via: str | None = None
+) -> Category:
     """Save a category and keep the paths of it and everything below it right.
     ``expected_version`` as for ``brand_save``."""
     parent = Category.objects.get(pk=category.parent_id) if category.parent_id else None
     category_check_parent(category=category, parent=parent)
     parent_path = parent.path if parent else None
     category.path = category_path_for(name=category.name, parent_path=parent_path)
-    category.full_clean(validate_unique=True)
-    if category.pk is not None:
-        version_claim(obj=category, expected_version=expected_version)
-    category.save()
-    _refresh_descendant_paths(category)
+    _save_audited(obj=category, actor=actor, via=via, fields=CATEGORY_AUDITED, expected_version=expected_version)
+    moved = _refresh_descendant_paths(category)
+    audit_record_many(
+        model=Category,
+        rows=[(pk, new, {"path": [old, new]}) for pk, old, new in moved],
+        action=AuditEntry.Action.UPDATE,
+        actor=actor,
+        via=via,
+    )
     return category
 
 
-def _refresh_descendant_paths(category: Category) -> None:
+def _refresh_descendant_paths(category: Category) -> list[tuple[int, str, str]]:
+    """Set the paths below ``category``; returns (id, old path, new path) of those that moved."""
     children = list(Category.objects.filter(parent=category))
+    moved = []
     for child in children:
-        child.path = category_path_for(name=child.name, parent_path=category.path)
+        path = category_path_for(name=child.name, parent_path=category.path)
+        if path != child.path:
+            moved.append((child.pk, child.path, path))
+        child.path = path
         child.version = version_bump()["version"]  # an open form of the child is based on the old path
     Category.objects.bulk_update(children, ["path", "version"])
     for child in children:
-        _refresh_descendant_paths(child)
+        moved += _refresh_descendant_paths(child)
+    return moved
 
 
 def _record(
@@ -162,6 +240,15 @@ def product_save(
             source=source,
             reference=reference,
         )
+        audit_record(
+            obj=product,
+            action=AuditEntry.Action.CREATE if before is None else AuditEntry.Action.UPDATE,
+            actor=audit_actor(actor, source),
+            via=AUDIT_VIA[source],
+            changes=changes,
+            object_repr=product.sku,
+            extra={"reference": reference} if reference else None,
+        )
     return product
 
 
@@ -174,19 +261,22 @@ def products_delete(*, products: QuerySet[Product], actor=None, source: str = Ch
     if not doomed:
         return 0
     now = timezone.now()
-    _record(
-        products_changes=[
-            (
-                product.pk,
-                product.sku,
-                ProductChange.Action.DELETED,
-                {k: [fmt.history_value(v), None] for k, v in fmt.product_values(product).items() if k != "sku"},
-            )
-            for product in doomed
-        ],
-        actor=actor,
-        source=source,
-        when=now,
+    rows = [
+        (
+            product.pk,
+            product.sku,
+            ProductChange.Action.DELETED,
+            {k: [fmt.history_value(v), None] for k, v in fmt.product_values(product).items() if k != "sku"},
+        )
+        for product in doomed
+    ]
+    _record(products_changes=rows, actor=actor, source=source, when=now)
+    audit_record_many(
+        model=Product,
+        rows=[(pk, sku, changes) for pk, sku, _action, changes in rows],
+        action=AuditEntry.Action.DELETE,
+        actor=audit_actor(actor, source),
+        via=AUDIT_VIA[source],
     )
     Product.objects.filter(pk__in=[product.pk for product in doomed]).delete()
     return len(doomed)
@@ -208,15 +298,18 @@ def _bulk_set(*, products: QuerySet[Product], field: str, value: Any, actor, sou
             .exclude(**{field: value})
             .update(**{field: value, "updated_at": now}, **version_bump())
         )
-        _record(
-            products_changes=[
-                (pk, sku, ProductChange.Action.UPDATED, {field: [fmt.history_value(old), fmt.history_value(value)]})
-                for pk, sku, old in changing
-            ],
-            actor=actor,
-            source=source,
-            reference=reference,
-            when=now,
+        rows = [
+            (pk, sku, ProductChange.Action.UPDATED, {field: [fmt.history_value(old), fmt.history_value(value)]})
+            for pk, sku, old in changing
+        ]
+        _record(products_changes=rows, actor=actor, source=source, reference=reference, when=now)
+        audit_record_many(
+            model=Product,
+            rows=[(pk, sku, changes) for pk, sku, _action, changes in rows],
+            action=AuditEntry.Action.UPDATE,
+            actor=audit_actor(actor, source),
+            via=AUDIT_VIA[source],
+            extra={"reference": reference} if reference else None,
         )
         return changed
 
@@ -250,13 +343,32 @@ def products_set_excluded(
 def product_import_preview(*, file_name: str, content: bytes, actor) -> ProductImport:
     """Keep an uploaded file and its dry-run result until someone confirms it."""
     result = products_import(source=io.BytesIO(content), actor=actor, dry_run=True)
-    return ProductImport.objects.create(
-        file_name=file_name[:255],
-        content=content,
-        created_by=actor,
-        status=ProductImport.Status.PREVIEWED if result.ok else ProductImport.Status.REJECTED,
-        summary=result.to_dict(),
-    )
+    with transaction.atomic():
+        upload = ProductImport.objects.create(
+            file_name=file_name[:255],
+            content=content,
+            created_by=actor,
+            status=ProductImport.Status.PREVIEWED if result.ok else ProductImport.Status.REJECTED,
+            summary=result.to_dict(),
+        )
+        audit_record(
+            obj=upload,
+            action=AuditEntry.Action.CREATE,
+            actor=actor,
+            via=AUDIT_VIA[ChangeSource.IMPORT],
+            changes=created_changes({"file_name": upload.file_name, "status": upload.status}),
+            extra=_import_counts(result),
+        )
+    return upload
+
+
+def _import_counts(result: ImportResult) -> dict[str, int]:
+    return {
+        "created": result.created,
+        "updated": result.updated,
+        "unchanged": result.unchanged,
+        "errors": len(result.errors),
+    }
 
 
 def product_import_apply(*, product_import: ProductImport, actor) -> ImportResult:
@@ -279,11 +391,21 @@ def product_import_apply(*, product_import: ProductImport, actor) -> ImportResul
         )
         if not result.ok:
             transaction.set_rollback(True)
-    if result.ok:
-        ProductImport.objects.filter(pk=product_import.pk).update(summary=result.to_dict())
-    else:
-        ProductImport.objects.filter(pk=product_import.pk).update(
-            status=ProductImport.Status.REJECTED, summary=result.to_dict()
+    with transaction.atomic():
+        if result.ok:
+            ProductImport.objects.filter(pk=product_import.pk).update(summary=result.to_dict())
+        else:
+            ProductImport.objects.filter(pk=product_import.pk).update(
+                status=ProductImport.Status.REJECTED, summary=result.to_dict()
+            )
+        new_status = ProductImport.Status.APPLIED if result.ok else ProductImport.Status.REJECTED
+        audit_record(
+            obj=product_import,
+            action=AuditEntry.Action.UPDATE,
+            actor=actor,
+            via=AUDIT_VIA[ChangeSource.IMPORT],
+            changes={"status": [ProductImport.Status.PREVIEWED, new_status]},
+            extra=_import_counts(result),
         )
     return result
 

@@ -12,12 +12,25 @@ from django.views.decorators.csrf import csrf_protect
 
 
 class BackOfficeAdminSite(admin.AdminSite):
+    """Also: every model's "History" page is its audit trail (audit.history), whichever admin
+    class registers it."""
+
     site_header = "Merchandising back office"
     site_title = "Merchandising back office"
     index_title = "Catalog and administration"
     # The plain form: a signed-in user without a role then gets a clear 403 rather than
     # the admin's "not a staff account" message, which looks like a wrong password.
     login_form = AuthenticationForm
+
+    def register(self, model_or_iterable, admin_class=None, **options):
+        from audit.history import AuditHistoryMixin  # local: the site is built before the apps
+
+        admin_class = admin_class or admin.ModelAdmin
+        if not issubclass(admin_class, AuditHistoryMixin):
+            admin_class = type(
+                admin_class.__name__, (AuditHistoryMixin, admin_class), {"__module__": admin_class.__module__}
+            )
+        return super().register(model_or_iterable, admin_class, **options)
 
     def has_permission(self, request) -> bool:
         user = request.user

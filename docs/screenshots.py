@@ -24,7 +24,8 @@ suggestions), starts `runserver` on 127.0.0.1 and then, like a person would:
   specialist again adds, reorders and retires links of the drill (now waiting for publish)
   and looks at its links page; as the administrator looks at the Publish page (links.md);
 - runs one more mining with a stricter minimum lift (`mine_suggestions --min-lift`, this run
-  only), so that some approved links lose their evidence, and looks at "Needs attention".
+  only), so that some approved links lose their evidence, and looks at "Needs attention";
+- looks at the History page (the audit trail) of the product it edited (operations.md).
 
 The project's own virtual environment (.venv) runs Django and this script. The server is
 stopped at the end, also on errors.
@@ -210,6 +211,7 @@ def take(env: dict[str, str], base_url: str, good_csv: Path, broken_csv: Path) -
         admin = sign_in(browser, base_url, ADMIN)
         take_links(page, admin, base_url)
         take_attention(env, page, base_url)
+        take_audit(page, base_url)
 
         browser.close()
 
@@ -406,6 +408,15 @@ def take_attention(env: dict[str, str], page, base_url: str) -> None:
     page.goto(f"{base_url}/attention/")
     page.wait_for_selector("#attention-count")
     shoot(page, "links-attention.png", full_page=True)
+
+
+def take_audit(page, base_url: str) -> None:
+    """A product's History page (the audit trail): the demo seed, the import and the edit above."""
+    page.goto(f"{base_url}/admin/catalog/product/?q={BASE_SKU}")
+    page.click(f"#result_list th a:text-is('{BASE_SKU}')")
+    page.click("a.historylink")
+    page.wait_for_selector("#audit-history")
+    shoot(page, "audit-history.png", full_page=True)
 
 
 def main() -> None:

@@ -16,6 +16,7 @@ from django.views.decorators.cache import never_cache
 
 from accounts.roles import ADMINISTRATOR, PRODUCT_SPECIALIST
 from audit.forms import VersionedAdminMixin, VersionedModelForm
+from audit.models import Via
 from config.admin_site import ReadOnlyAdminMixin
 from merchandising.filters import (
     LastRunFilter,
@@ -285,7 +286,7 @@ class MiningSettingsAdmin(VersionedAdminMixin, admin.ModelAdmin):
         return MiningSettings.load() if str(object_id) == "1" else None
 
     def save_model(self, request, obj, form, change):
-        mining_settings_update(settings=obj, expected_version=self.expected_version(form))
+        mining_settings_update(settings=obj, actor=request.user, expected_version=self.expected_version(form))
 
 
 @admin.register(Suggestion)
@@ -449,7 +450,7 @@ class ExclusionRuleAdmin(admin.ModelAdmin):
     def delete_queryset(self, request, queryset):
         """The "delete selected" action: each rule through the service, one report."""
         ids = list(queryset.values_list("pk", flat=True))
-        restored = sum(exclusion_rule_delete(rule_id=pk, actor=request.user) for pk in ids)
+        restored = sum(exclusion_rule_delete(rule_id=pk, actor=request.user, via=Via.BULK) for pk in ids)
         self.message_user(
             request, f"{_suggestions(restored)} rejected by these rules are back in the queue.", messages.SUCCESS
         )

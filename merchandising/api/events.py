@@ -134,7 +134,9 @@ class EventsView(APIView):
             return Response(body, status=status.HTTP_400_BAD_REQUEST)
         client = client_of(request)
         try:
-            result = events_ingest(events=data["events"], client_id=client.pk if client is not None else None)
+            result = events_ingest(
+                events=data["events"], client_id=client.pk if client is not None else None, actor=client
+            )
         except EventBatchError as exc:
             return Response(error_body("invalid_batch", str(exc)), status=status.HTTP_400_BAD_REQUEST)
         body = result_body(result)

@@ -14,9 +14,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from django.db import transaction
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
+from audit.models import AuditEntry
+from audit.services import audit_record_many
 from merchandising.api.tokens import BadToken, read_token
 from merchandising.models import WebshopEvent
 
@@ -136,13 +139,13 @@ def _check_event(raw: Any, *, now: datetime.datetime, client_id: int | None) -> 
 
 
 def events_ingest(
-    *, events: Sequence[Any], client_id: int | None, now: datetime.datetime | None = None
+    *, events: Sequence[Any], client_id: int | None, now: datetime.datetime | None = None, actor=None
 ) -> EventIngestResult:
     """Check each event of a webshop batch and store the good ones.
 
-    Two queries whatever the batch size: one reading which event_ids are already stored, one
+    Three queries whatever the batch size: one reading which event_ids are already stored, one
     bulk ``INSERT ... ON CONFLICT DO NOTHING`` (on SQLite Django splits it into inserts of at
-    most 999 parameters). No per-event ``full_clean()``: its unique check would be one query
+    most 999 parameters), and the batch's audit row. No per-event ``full_clean()``: its unique check would be one query
     per event; the checks here plus the table's unique and check constraints cover it.
 
     ``duplicates`` counts events already stored when the batch arrived and repeats of an
@@ -179,5 +182,15 @@ def events_ingest(
         stored = set(WebshopEvent.objects.filter(event_id__in=list(fresh)).values_list("event_id", flat=True))
         new = [event for event_id, event in fresh.items() if event_id not in stored]
         if new:
-            WebshopEvent.objects.bulk_create(new, ignore_conflicts=True)
+            with transaction.atomic(savepoint=False):
+                WebshopEvent.objects.bulk_create(new, ignore_conflicts=True)
+                # One summary row per batch (``actor``: the API client, "api:<name>"), not one
+                # per event: events are append-only telemetry that carry their client and time.
+                audit_record_many(
+                    model=WebshopEvent,
+                    rows=[("", f"{len(new)} webshop events", {"stored": [None, len(new)]})],
+                    action=AuditEntry.Action.CREATE,
+                    actor=actor if actor is not None else (f"api:client {client_id}" if client_id else "api:unknown"),
+                    extra={"duplicates": len(stored) + repeats, "rejected": len(rejected)},
+                )
     return EventIngestResult(accepted=len(fresh) - len(stored), duplicates=len(stored) + repeats, rejected=rejected)

@@ -27,6 +27,8 @@ from django.db.models import Max
 from django.utils import timezone
 
 from audit.conflicts import EditConflict, FieldChange, version_bump, version_claim
+from audit.models import AuditEntry, Via
+from audit.services import audit_record, audit_record_many, created_changes, instance_values
 from catalog.models import Product
 from merchandising.models import (
     LINK_LABELS,
@@ -38,6 +40,7 @@ from merchandising.models import (
     PublishedLink,
     PublishEvent,
     PublishState,
+    actor_label_of,
     actor_name,
 )
 
@@ -224,6 +227,15 @@ def links_publish(
         generation=generation, published_at=now, published_by=actor, published_by_name=actor_name(actor)
     )
     counts = diff.counts
+    # One row per publish, with its counts: the published copies follow the links, whose own
+    # changes are in the trail already.
+    audit_record(
+        obj=state,
+        action=AuditEntry.Action.UPDATE,
+        actor=actor,
+        changes={"generation": [state.generation, generation]},
+        extra={**counts, "batch": batch, "sources": "all" if sources is None else len(set(sources))},
+    )
     event = PublishEvent.objects.create(
         generation=generation,
         actor=actor,
@@ -248,13 +260,48 @@ def publish_settings_update(*, batch_mode: bool, actor) -> PublishState:
     """Turn batch publishing on or off (administrators). Turning it off publishes whatever
     was waiting, so that "immediate" holds from then on."""
     PublishState.load()
+    state = PublishState.objects.select_for_update().get(pk=1)
     PublishState.objects.filter(pk=1).update(batch_mode=batch_mode)
+    if state.batch_mode != batch_mode:
+        audit_record(
+            obj=state,
+            action=AuditEntry.Action.UPDATE,
+            actor=actor,
+            changes={"batch_mode": [state.batch_mode, batch_mode]},
+        )
     if not batch_mode:
         links_publish(actor=actor, batch=True)
     return PublishState.objects.get(pk=1)
 
 
 # --- link changes ---------------------------------------------------------------------------
+
+
+#: The audit trail's write path for each link-history "via".
+AUDIT_VIA = {
+    LinkChange.Via.REVIEW: Via.FORM,
+    LinkChange.Via.MANUAL: Via.FORM,
+    LinkChange.Via.ATTENTION: Via.FORM,
+    LinkChange.Via.BULK: Via.BULK,
+    LinkChange.Via.IMPORT: Via.IMPORT,
+    LinkChange.Via.COMMAND: Via.COMMAND,
+}
+LINK_AUDITED = ("source", "target", "type", "position", "origin", "suggestion", "valid_from", "valid_until")
+
+
+def _link_repr(link: Link) -> str:
+    return f"Link {link.pk}: {link.source_id} → {link.target_id} ({link.type})"
+
+
+def _audit_moves(moves: list[tuple[int, int, int]], *, actor, via: str) -> None:
+    """History rows for links whose position moved: (id, old, new)."""
+    audit_record_many(
+        model=Link,
+        rows=[(pk, f"Link {pk}", {"position": [old, new]}) for pk, old, new in moves],
+        action=AuditEntry.Action.UPDATE,
+        actor=actor,
+        via=AUDIT_VIA.get(via),
+    )
 
 
 def _record(link: Link, action: str, *, actor, via: str, details: dict | None = None) -> LinkChange:
@@ -317,17 +364,20 @@ def link_list_conflict(*, source: Product, link_type: str, shown_ids: list[int])
         obj=link_list,
         current_version=link_list.version if link_list else None,
         changes=[change] if change.loaded != change.current else [],
-        actor_label=(last.actor.get_username() if last.actor else "system") if last else None,
+        actor_label=actor_label_of(last.actor, last.actor_name, "system") if last else None,
         at=last.created_at if last else None,
     )
 
 
-def _renumber(links: list[Link]) -> None:
-    """Positions 1..n in list order, writing only the rows that move."""
+def _renumber(links: list[Link]) -> list[tuple[int, int, int]]:
+    """Positions 1..n in list order, writing only the rows that move; returns the moves."""
+    moves = []
     for position, link in enumerate(links, start=1):
         if link.position != position:
+            moves.append((link.pk, link.position, position))
             link.position = position
             Link.objects.filter(pk=link.pk).update(position=position, updated_at=timezone.now())
+    return moves
 
 
 @transaction.atomic
@@ -380,8 +430,18 @@ def link_add(
     link.full_clean(exclude=["source", "target", "suggestion"])
     link.save()
     _list_claim(source.pk, link_type)
+    moves = []
     if position is not None and 1 <= position <= len(siblings):
-        _renumber(siblings[: position - 1] + [link] + siblings[position - 1 :])
+        moves = _renumber(siblings[: position - 1] + [link] + siblings[position - 1 :])
+    audit_record(
+        obj=link,
+        action=AuditEntry.Action.CREATE,
+        actor=actor,
+        via=AUDIT_VIA.get(via),
+        changes=created_changes(instance_values(link, LINK_AUDITED)),
+        object_repr=_link_repr(link),
+    )
+    _audit_moves([move for move in moves if move[0] != link.pk], actor=actor, via=via)  # its own is the create
     _record(link, LinkChange.Action.ADDED, actor=actor, via=via, details={"position": link.position})
     if publish:
         publish_after_change(actor=actor, sources=[source.pk])
@@ -432,6 +492,13 @@ def links_create_from_suggestions(*, rows: list[dict], link_type: str, actor, vi
     created = Link.objects.bulk_create(list(new.values()))
     if created:
         _lists_bump([link.source_id for link in created], link_type)
+    audit_record_many(
+        model=Link,
+        rows=[(link.pk, _link_repr(link), created_changes(instance_values(link, LINK_AUDITED))) for link in created],
+        action=AuditEntry.Action.CREATE,
+        actor=actor,
+        via=AUDIT_VIA.get(via),
+    )
     LinkChange.objects.bulk_create(
         LinkChange(
             link=link,
@@ -482,7 +549,7 @@ def links_reorder(
     ordered = [by_id[pk] for pk in link_ids]
     if [link.pk for link in ordered] == [link.pk for link in current]:
         return current
-    _renumber(ordered)
+    _audit_moves(_renumber(ordered), actor=actor, via=via)
     if expected_version is None:
         _list_claim(source.pk, link_type)
     LinkChange.objects.create(
@@ -514,7 +581,18 @@ def link_retire(
         retired_at=now, retired_by=actor, retired_by_name=actor_name(actor), retire_reason=reason[:200], updated_at=now
     )
     link.refresh_from_db()
-    _renumber(_active_list(link.source_id, link.type))
+    changes = {"retired_at": [None, now], "retired_by": [None, getattr(actor, "pk", None)]}
+    if reason:
+        changes["retire_reason"] = ["", reason[:200]]
+    audit_record(
+        obj=link,
+        action=AuditEntry.Action.UPDATE,
+        actor=actor,
+        via=AUDIT_VIA.get(via),
+        changes=changes,
+        object_repr=_link_repr(link),
+    )
+    _audit_moves(_renumber(_active_list(link.source_id, link.type)), actor=actor, via=via)
     _list_claim(link.source_id, link.type)
     _record(link, LinkChange.Action.RETIRED, actor=actor, via=via, details={"reason": reason} if reason else {})
     if publish:
@@ -531,6 +609,13 @@ def link_keep(*, link_id: int, actor) -> Link:
     if not updated:
         raise LinkError("This link is retired (or gone): reload the page.")
     link = Link.objects.get(pk=link_id)
+    audit_record(
+        obj=link,
+        action=AuditEntry.Action.UPDATE,
+        actor=actor,
+        changes={"attention_dismissed_at": [None, now]},
+        object_repr=_link_repr(link),
+    )
     _record(link, LinkChange.Action.KEPT, actor=actor, via=LinkChange.Via.ATTENTION)
     return link
 
@@ -587,7 +672,7 @@ def next_position(source_id: int, link_type: str) -> int:
 
 
 @transaction.atomic
-def published_links_refresh(*, on: datetime.date | None = None) -> int:
+def published_links_refresh(*, on: datetime.date | None = None, actor="task:published_links_refresh") -> int:
     """Move ``updated_at`` of the published links whose visibility changed without a publish
     (a date window opening or closing, a product discontinued or re-activated, a target
     flagged "exclude from recommendations"), so the API's ``links/?updated_since=`` reports
@@ -602,4 +687,13 @@ def published_links_refresh(*, on: datetime.date | None = None) -> int:
         .exclude(pk__in=visible_now)
         .update(visible=False, updated_at=now)
     )
+    if appeared or gone:
+        # One summary row: the published copies' visibility follows dates and product flags.
+        audit_record(
+            obj=PublishState.load(),
+            action=AuditEntry.Action.UPDATE,
+            actor=actor,
+            changes={},
+            extra={"links_visible_again": appeared, "links_hidden": gone, "on": on.isoformat()},
+        )
     return appeared + gone

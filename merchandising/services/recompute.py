@@ -21,6 +21,8 @@ from django.core.cache import cache
 from django.db import connection, transaction
 from django.utils import timezone
 
+from audit.models import AuditEntry
+from audit.services import audit_record
 from merchandising.mining import (
     Exclusions,
     MiningOptions,
@@ -374,6 +376,20 @@ def suggestions_store(*, run: MiningRun, history: OrderHistory, result: PairResu
         )
         if not finished:
             raise RunLost(f"Run #{run.pk} was taken over while storing; its result is discarded.")
+        # One summary row for the run's whole store (not one per suggestion: a run writes
+        # hundreds of thousands of rows set-based; the run's counts say what changed).
+        audit_record(
+            obj=run,
+            action=AuditEntry.Action.UPDATE,
+            actor=run,
+            changes={"status": [MiningRun.Status.RUNNING, MiningRun.Status.SUCCEEDED]},
+            extra={
+                "suggestions_new": new,
+                "suggestions_updated": total - new - unchanged,
+                "suggestions_unchanged": unchanged,
+                "suggestions_stale": gone_stale,
+            },
+        )
 
 
 # --- the distributed path: a Celery chord over workers -------------------------------------

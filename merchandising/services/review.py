@@ -18,6 +18,8 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from audit.models import AuditEntry, Via
+from audit.services import audit_record, audit_record_many, created_changes, deleted_changes, instance_values
 from catalog.models import CATEGORY_SEPARATOR, Category
 from merchandising.models import (
     REVIEW_REJECT_REASONS,
@@ -82,6 +84,35 @@ def _claim(suggestion_id: int, **changes) -> Suggestion:
     return Suggestion.objects.select_related("source", "target").get(pk=suggestion_id)
 
 
+def _actor_id(actor):
+    return getattr(actor, "pk", None)
+
+
+def _record_decided(
+    ids, *, changes: dict, actor, via: str | None = None, before_status: str = SuggestionStatus.PENDING
+) -> None:
+    """History rows for suggestions decided (or given back) by one conditional update."""
+    audit_record_many(
+        model=Suggestion,
+        rows=[
+            (pk, f"Suggestion {pk}", {"status": [before_status, changes["status"]], **changes["more"]}) for pk in ids
+        ],
+        action=AuditEntry.Action.UPDATE,
+        actor=actor,
+        via=via,
+    )
+
+
+def _record_undone(decision_ids, *, now, actor, via: str | None = None) -> None:
+    audit_record_many(
+        model=Decision,
+        rows=[(pk, f"Decision {pk}", {"undone_at": [None, now]}) for pk in decision_ids],
+        action=AuditEntry.Action.UPDATE,
+        actor=actor,
+        via=via,
+    )
+
+
 @dataclass
 class DecisionOutcome:
     decision: Decision
@@ -144,9 +175,22 @@ def suggestion_approve(
         actor=actor,
         actor_name=actor_name(actor),
     )
+    _record_decided(
+        [suggestion.pk],
+        changes={"status": SuggestionStatus.APPROVED, "more": {"decided_by": [None, _actor_id(actor)]}},
+        actor=actor,
+        via=Via.BULK if batch else None,
+    )
     if publish:
         publish_after_change(actor=actor, sources=[suggestion.source_id])
     return DecisionOutcome(decision=decision, suggestion=suggestion, reverse=_reverse_pending(suggestion))
+
+
+def _rejected(actor, reason: str, note: str) -> dict:
+    more = {"decided_by": [None, _actor_id(actor)], "reject_reason": ["", reason]}
+    if note:
+        more["reject_note"] = ["", note]
+    return more
 
 
 def _check_reason(reason: str, note: str) -> None:
@@ -182,6 +226,12 @@ def suggestion_reject(
         actor=actor,
         actor_name=actor_name(actor),
     )
+    _record_decided(
+        [suggestion.pk],
+        changes={"status": SuggestionStatus.REJECTED, "more": _rejected(actor, reason, note.strip())},
+        actor=actor,
+        via=Via.BULK if batch else None,
+    )
     return DecisionOutcome(decision=decision, suggestion=suggestion, reverse=_reverse_pending(suggestion))
 
 
@@ -199,6 +249,13 @@ def suggestion_snooze(*, suggestion_id: int, actor) -> DecisionOutcome:
     suggestion = Suggestion.objects.select_related("source", "target").get(pk=suggestion_id)
     decision = Decision.objects.create(
         suggestion=suggestion, action=Decision.Action.SNOOZE, actor=actor, actor_name=actor_name(actor)
+    )
+    audit_record(
+        obj=suggestion,
+        action=AuditEntry.Action.UPDATE,
+        actor=actor,
+        changes={"snoozed_run": [None, latest]},
+        object_repr=f"Suggestion {suggestion.pk}",
     )
     return DecisionOutcome(decision=decision, suggestion=suggestion)
 
@@ -288,6 +345,12 @@ def suggestions_bulk_decide(
             for row in pending
         )
         outcome.decided = [row["pk"] for row in pending]
+        _record_decided(
+            outcome.decided,
+            changes={"status": SuggestionStatus.REJECTED, "more": _rejected(actor, reason, note.strip())},
+            actor=actor,
+            via=Via.BULK,
+        )
         return outcome
     Suggestion.objects.filter(pk__in=decided).update(
         status=SuggestionStatus.APPROVED,
@@ -312,6 +375,12 @@ def suggestions_bulk_decide(
         for row in pending
     )
     outcome.decided = [row["pk"] for row in pending]
+    _record_decided(
+        outcome.decided,
+        changes={"status": SuggestionStatus.APPROVED, "more": {"decided_by": [None, _actor_id(actor)]}},
+        actor=actor,
+        via=Via.BULK,
+    )
     publish_after_change(actor=actor, sources={row["source_id"] for row in pending})
     return outcome
 
@@ -366,6 +435,7 @@ def exclusion_rule_create(*, rule: ExclusionRule, actor) -> RuleOutcome:
     rule.created_by_name = actor_name(actor)
     rule.full_clean()
     rule.save()
+    audit_record(obj=rule, action=AuditEntry.Action.CREATE, actor=actor, changes=created_changes(instance_values(rule)))
     batch = uuid.uuid4()
     now = timezone.now()
     ids = list(
@@ -398,11 +468,13 @@ def exclusion_rule_create(*, rule: ExclusionRule, actor) -> RuleOutcome:
             for pk in ids
         ]
     )
+    more = {**_rejected(actor, RejectReason.EXCLUDED, rule.reason), "rule": [None, rule.pk]}
+    _record_decided(ids, changes={"status": SuggestionStatus.REJECTED, "more": more}, actor=actor)
     return RuleOutcome(rule=rule, rejected=len(ids), batch=batch)
 
 
 @transaction.atomic
-def exclusion_rule_delete(*, rule_id: int, actor) -> int:
+def exclusion_rule_delete(*, rule_id: int, actor, via: str | None = None) -> int:
     """Delete a rule. The suggestions it rejected (and nobody decided since) go back to
     pending, so the pairs come back to the queue at the next run that finds them. Returns
     how many went back."""
@@ -414,8 +486,13 @@ def exclusion_rule_delete(*, rule_id: int, actor) -> int:
             "suggestion_id", flat=True
         )
     )
+    back = list(
+        Suggestion.objects.select_for_update()
+        .filter(pk__in=ids, status=SuggestionStatus.REJECTED, reject_reason=RejectReason.EXCLUDED)
+        .values_list("pk", flat=True)
+    )
     restored = Suggestion.objects.filter(
-        pk__in=ids, status=SuggestionStatus.REJECTED, reject_reason=RejectReason.EXCLUDED
+        pk__in=back, status=SuggestionStatus.REJECTED, reject_reason=RejectReason.EXCLUDED
     ).update(
         status=SuggestionStatus.PENDING,
         reject_reason="",
@@ -424,7 +501,21 @@ def exclusion_rule_delete(*, rule_id: int, actor) -> int:
         decided_by_name="",
         decided_at=None,
     )
-    Decision.objects.filter(rule=rule, undone_at__isnull=True).update(undone_at=timezone.now())
+    now = timezone.now()
+    undone = list(Decision.objects.filter(rule=rule, undone_at__isnull=True).values_list("pk", flat=True))
+    Decision.objects.filter(pk__in=undone).update(undone_at=now)
+    # Who deleted the rule is who gave these suggestions back and undid its decisions.
+    _record_decided(
+        back,
+        changes={"status": SuggestionStatus.PENDING, "more": {"reject_reason": [RejectReason.EXCLUDED, ""]}},
+        actor=actor,
+        via=via,
+        before_status=SuggestionStatus.REJECTED,
+    )
+    _record_undone(undone, now=now, actor=actor, via=via)
+    audit_record(
+        obj=rule, action=AuditEntry.Action.DELETE, actor=actor, via=via, changes=deleted_changes(instance_values(rule))
+    )
     rule.delete()
     return restored
 
@@ -432,7 +523,11 @@ def exclusion_rule_delete(*, rule_id: int, actor) -> int:
 @transaction.atomic
 def review_filters_save(*, user, filters: dict) -> None:
     """Save a reviewer's queue filters (applied when the queue is opened without any)."""
-    ReviewPreference.objects.update_or_create(user=user, defaults={"filters": filters})
+    old = ReviewPreference.objects.filter(user=user).values_list("filters", flat=True).first()
+    preference, created = ReviewPreference.objects.update_or_create(user=user, defaults={"filters": filters})
+    if old != filters:
+        action = AuditEntry.Action.CREATE if created else AuditEntry.Action.UPDATE
+        audit_record(obj=preference, action=action, actor=user, changes={"filters": [old, filters]})
 
 
 # --- undo ---------------------------------------------------------------------------------------
@@ -466,10 +561,18 @@ def decision_undo(*, actor) -> UndoOutcome | None:
     rule = decisions[0].rule if decisions[0].action == Decision.Action.EXCLUDE else None
     for decision in decisions:
         if decision.action == Decision.Action.SNOOZE:
-            if Suggestion.objects.filter(pk=decision.suggestion_id, status=SuggestionStatus.PENDING).update(
-                snoozed_run=None
-            ):
+            snoozed = Suggestion.objects.filter(pk=decision.suggestion_id, status=SuggestionStatus.PENDING)
+            was = snoozed.values_list("snoozed_run_id", flat=True).first()
+            if snoozed.update(snoozed_run=None):
                 restored.append(decision.suggestion_id)
+                audit_record_many(
+                    model=Suggestion,
+                    rows=[
+                        (decision.suggestion_id, f"Suggestion {decision.suggestion_id}", {"snoozed_run": [was, None]})
+                    ],
+                    action=AuditEntry.Action.UPDATE,
+                    actor=actor,
+                )
             continue
         status = SuggestionStatus.APPROVED if decision.action == Decision.Action.APPROVE else SuggestionStatus.REJECTED
         back = Suggestion.objects.filter(pk=decision.suggestion_id, status=status, decided_by=actor).update(
@@ -483,6 +586,12 @@ def decision_undo(*, actor) -> UndoOutcome | None:
         if not back:
             continue
         restored.append(decision.suggestion_id)
+        _record_decided(
+            [decision.suggestion_id],
+            changes={"status": SuggestionStatus.PENDING, "more": {"decided_by": [_actor_id(actor), None]}},
+            actor=actor,
+            before_status=status,
+        )
         if decision.link_id is not None:
             try:
                 link = link_retire(
@@ -496,8 +605,11 @@ def decision_undo(*, actor) -> UndoOutcome | None:
             except LinkError:
                 pass  # retired meanwhile
     Decision.objects.filter(pk__in=[d.pk for d in decisions]).update(undone_at=now)
-    if rule is not None:
-        ExclusionRule.objects.filter(pk=rule.pk).delete()
+    _record_undone([d.pk for d in decisions], now=now, actor=actor)
+    if rule is not None and ExclusionRule.objects.filter(pk=rule.pk).delete()[0]:
+        audit_record(
+            obj=rule, action=AuditEntry.Action.DELETE, actor=actor, changes=deleted_changes(instance_values(rule))
+        )
     if sources:
         publish_after_change(actor=actor, sources=sources)
     label = last.get_action_display().lower()

@@ -6,6 +6,8 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 
 from audit.conflicts import version_claim
+from audit.models import AuditEntry
+from audit.services import audit_record, instance_values, values_diff
 from merchandising.models import ExclusionRule, MiningSettings, actor_name
 from merchandising.services.runs import mining_options, mining_parameters
 
@@ -21,14 +23,20 @@ SETTINGS_FIELDS = (
 
 
 @transaction.atomic
-def exclusion_rule_save(*, rule: ExclusionRule, actor) -> ExclusionRule:
+def exclusion_rule_save(*, rule: ExclusionRule, actor, via: str | None = None) -> ExclusionRule:
     """Save an exclusion rule; a new one records who made it. It applies from the next run
     on (the run after that flags the pairs it removes as stale)."""
-    if rule.pk is None:
+    creating = rule.pk is None
+    before = {} if creating else instance_values(ExclusionRule.objects.select_for_update().get(pk=rule.pk))
+    if creating:
         rule.created_by = actor
         rule.created_by_name = actor_name(actor)
     rule.full_clean()
     rule.save()
+    changes = values_diff(before, instance_values(rule))
+    if changes:
+        action = AuditEntry.Action.CREATE if creating else AuditEntry.Action.UPDATE
+        audit_record(obj=rule, action=action, actor=actor, via=via, changes=changes)
     return rule
 
 
@@ -43,13 +51,20 @@ def mining_settings_validate(*, values: dict) -> None:
 
 
 @transaction.atomic
-def mining_settings_update(*, settings: MiningSettings, expected_version: int | None = None) -> MiningSettings:
+def mining_settings_update(
+    *, settings: MiningSettings, actor=None, expected_version: int | None = None, via: str | None = None
+) -> MiningSettings:
     """Save the default parameters of future runs (the one row, pk=1). ``expected_version``:
     the version the settings page loaded; if the settings were saved since, EditConflict
     (audit.conflicts) and nothing is written."""
+    MiningSettings.load()
+    before = instance_values(MiningSettings.objects.select_for_update().get(pk=1), SETTINGS_FIELDS)
     settings.pk = 1
     settings.full_clean()
     mining_settings_validate(values={name: getattr(settings, name) for name in SETTINGS_FIELDS})
     version_claim(obj=settings, expected_version=expected_version)
     settings.save()
+    changes = values_diff(before, instance_values(settings, SETTINGS_FIELDS))
+    if changes:
+        audit_record(obj=settings, action=AuditEntry.Action.UPDATE, actor=actor, via=via, changes=changes)
     return settings

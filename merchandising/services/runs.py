@@ -14,6 +14,8 @@ from django.db import DatabaseError, IntegrityError, connections, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
+from audit.models import AuditEntry, Via
+from audit.services import audit_record, audit_record_many, created_changes, instance_values
 from merchandising.mining import DEFAULT_SCORE, MiningOptions
 from merchandising.models import MiningRun, MiningSettings, actor_name
 
@@ -37,6 +39,8 @@ DEFAULT_BLOCK_SIZE = MiningOptions().block_size
 #: Runs that came through the queue: an abandoned one is queued again once by the sweep. A
 #: command's or the demo's run was started by someone watching a terminal; it is only failed.
 REQUEUED_TRIGGERS = (MiningRun.Trigger.MANUAL, MiningRun.Trigger.SCHEDULE)
+#: Who the audit trail names for what the periodic sweep does.
+SWEEP_ACTOR = "task:sweep_mining_runs"
 
 
 class RunLost(Exception):
@@ -129,7 +133,29 @@ def mining_run_create(
     )
     run.full_clean()
     run.save()
+    audit_record(
+        obj=run,
+        action=AuditEntry.Action.CREATE,
+        actor=actor if actor is not None else _MACHINE_STARTERS.get(trigger, run),
+        changes=created_changes(instance_values(run, ["trigger", "status", "parameters", "started_by"])),
+    )
     return run
+
+
+#: Who starts a run that no user started: the command, or the run's own task (schedule).
+_MACHINE_STARTERS = {MiningRun.Trigger.COMMAND: "command:mine_suggestions", MiningRun.Trigger.DEMO: "command:seed_demo"}
+
+
+def _record_status(run_ids, *, old: str, new: str, actor, via: str | None = None, error: str = "") -> None:
+    """History rows for runs moved from ``old`` to ``new`` by a conditional update."""
+    changes = {"status": [old, new], **({"error": ["", error]} if error else {})}
+    audit_record_many(
+        model=MiningRun,
+        rows=[(pk, f"Run #{pk}", changes) for pk in run_ids],
+        action=AuditEntry.Action.UPDATE,
+        actor=actor,
+        via=via,
+    )
 
 
 def mining_run_request(*, actor, trigger: str = MiningRun.Trigger.MANUAL) -> MiningRun:
@@ -155,11 +181,14 @@ def run_claim(*, run: MiningRun, task_id: str | None = None) -> bool:
     Returns False when this run is not to be worked on (skipped, or not claimable).
     """
     now = timezone.now()
-    failed = (
-        MiningRun.objects.filter(_abandoned(now))
-        .exclude(pk=run.pk)
-        .update(status=MiningRun.Status.FAILED, finished_at=now, error=_abandoned_error(now))
-    )
+    error = _abandoned_error(now)
+    with transaction.atomic():
+        abandoned = MiningRun.objects.filter(_abandoned(now)).exclude(pk=run.pk)
+        lost = list(abandoned.select_for_update().values_list("pk", flat=True))
+        failed = MiningRun.objects.filter(_abandoned(now), pk__in=lost).update(
+            status=MiningRun.Status.FAILED, finished_at=now, error=error
+        )
+        _record_status(lost, old=MiningRun.Status.RUNNING, new=MiningRun.Status.FAILED, actor=run, error=error)
     if failed:
         logger.warning("Failed %s abandoned mining run(s) before claiming run %s.", failed, run.pk)
     claimable = Q(status=MiningRun.Status.QUEUED) | _abandoned(now)
@@ -181,14 +210,18 @@ def run_claim(*, run: MiningRun, task_id: str | None = None) -> bool:
                     attempt=F("attempt") + 1,
                 )
             )
+            if claimed:
+                _record_status([run.pk], old=run.status, new=MiningRun.Status.RUNNING, actor=run)
     except IntegrityError:
         running = MiningRun.objects.filter(status=MiningRun.Status.RUNNING).values_list("pk", flat=True).first()
-        MiningRun.objects.filter(pk=run.pk, status=MiningRun.Status.QUEUED).update(
-            status=MiningRun.Status.SKIPPED,
-            finished_at=now,
-            phase="",
-            error=f"Run #{running} was running." if running else "Another run was running.",
-        )
+        error = f"Run #{running} was running." if running else "Another run was running."
+        with transaction.atomic():
+            if MiningRun.objects.filter(pk=run.pk, status=MiningRun.Status.QUEUED).update(
+                status=MiningRun.Status.SKIPPED, finished_at=now, phase="", error=error
+            ):
+                _record_status(
+                    [run.pk], old=MiningRun.Status.QUEUED, new=MiningRun.Status.SKIPPED, actor=run, error=error
+                )
         run.refresh_from_db()
         return False
     run.refresh_from_db()
@@ -259,14 +292,15 @@ def run_fail(*, run_id: int, exc: BaseException, attempt: int | None = None) -> 
     """Record the failure; the suggestions are as they were (their transaction rolled back).
     With ``attempt``, only that attempt of the run is failed (not a later take-over)."""
     logger.error("Mining run %s failed", run_id, exc_info=(type(exc), exc, exc.__traceback__))
+    error = f"{type(exc).__name__}: {exc}"[:10_000]
     running = MiningRun.objects.filter(pk=run_id, status=MiningRun.Status.RUNNING)
     if attempt is not None:
         running = running.filter(attempt=attempt)
-    running.update(
-        status=MiningRun.Status.FAILED,
-        finished_at=timezone.now(),
-        error=f"{type(exc).__name__}: {exc}"[:10_000],
-    )
+    with transaction.atomic():
+        if running.update(status=MiningRun.Status.FAILED, finished_at=timezone.now(), error=error):
+            _record_status(
+                [run_id], old=MiningRun.Status.RUNNING, new=MiningRun.Status.FAILED, actor=f"task:{run_id}", error=error
+            )
 
 
 def run_give_up(*, run_id: int | None = None, task_id: str | None = None, task_name: str, deliveries: int) -> bool:
@@ -276,16 +310,22 @@ def run_give_up(*, run_id: int | None = None, task_id: str | None = None, task_n
     if run_id is None and not task_id:
         return False
     runs = MiningRun.objects.filter(pk=run_id) if run_id is not None else MiningRun.objects.filter(task_id=task_id)
-    return bool(
-        runs.filter(status__in=[MiningRun.Status.QUEUED, MiningRun.Status.RUNNING]).update(
-            status=MiningRun.Status.FAILED,
-            finished_at=timezone.now(),
-            error=(
-                f"Gave up: task {task_name} was delivered {deliveries} times and its worker died every time "
-                f"(killed, out of memory?); the limit is CELERY_MAX_DELIVERIES={settings.CELERY_MAX_DELIVERIES}."
-            ),
-        )
+    error = (
+        f"Gave up: task {task_name} was delivered {deliveries} times and its worker died every time "
+        f"(killed, out of memory?); the limit is CELERY_MAX_DELIVERIES={settings.CELERY_MAX_DELIVERIES}."
     )
+    with transaction.atomic():
+        ended = list(
+            runs.filter(status__in=[MiningRun.Status.QUEUED, MiningRun.Status.RUNNING])
+            .select_for_update()
+            .values_list("pk", "status")
+        )
+        for pk, status in ended:
+            MiningRun.objects.filter(pk=pk, status=status).update(
+                status=MiningRun.Status.FAILED, finished_at=timezone.now(), error=error
+            )
+            _record_status([pk], old=status, new=MiningRun.Status.FAILED, actor=f"task:{pk}", error=error)
+    return bool(ended)
 
 
 def mining_runs_sweep() -> list[MiningRun]:
@@ -307,17 +347,27 @@ def mining_runs_sweep() -> list[MiningRun]:
             ):
                 continue  # its owner came back, or someone else ended it
             logger.warning("Mining run %s abandoned (no heartbeat); failed by the sweep.", run.pk)
+            _record_status(
+                [run.pk], old=MiningRun.Status.RUNNING, new=MiningRun.Status.FAILED, actor=SWEEP_ACTOR, error=error
+            )
             if run.trigger not in REQUEUED_TRIGGERS or run.retry_of_id is not None:
                 continue
             retry = MiningRun(
                 trigger=run.trigger,
                 started_by_id=run.started_by_id,
+                started_by_name=run.started_by_name,
                 parameters=run.parameters,
                 status=MiningRun.Status.QUEUED,
                 retry_of=run,
             )
             retry.full_clean()
             retry.save()
+            audit_record(
+                obj=retry,
+                action=AuditEntry.Action.CREATE,
+                actor=SWEEP_ACTOR,
+                changes={"status": [None, retry.status], "retry_of": [None, run.pk], "trigger": [None, run.trigger]},
+            )
             MiningRun.objects.filter(pk=run.pk).update(error=f"{error} Queued again as run #{retry.pk}.")
             transaction.on_commit(partial(recompute_suggestions.delay, retry.pk))
             queued.append(retry)
@@ -334,7 +384,7 @@ def mining_run_for_task(*, task_id: str, trigger: str) -> MiningRun:
     return run
 
 
-def mining_run_mark_failed(*, run_id: int, actor) -> bool:
+def mining_run_mark_failed(*, run_id: int, actor, via: str | None = Via.ADMIN_ACTION) -> bool:
     """An operator ends a run whose worker is gone (killed, machine lost) instead of waiting
     for the sweep to notice that its heartbeat stopped. Nothing is rolled back: a run stores
     its suggestions in one transaction at its very end, and that store only commits while the
@@ -342,10 +392,15 @@ def mining_run_mark_failed(*, run_id: int, actor) -> bool:
     (RunLost) and leaves the suggestions as they were. Returns whether the run was running."""
     who = actor.get_username() if actor is not None else "an operator"
     now = timezone.now()
-    return bool(
-        MiningRun.objects.filter(pk=run_id, status=MiningRun.Status.RUNNING).update(
-            status=MiningRun.Status.FAILED,
-            finished_at=now,
-            error=f"Marked failed by {who} at {timezone.localtime(now):%Y-%m-%d %H:%M} (its worker had stopped).",
+    error = f"Marked failed by {who} at {timezone.localtime(now):%Y-%m-%d %H:%M} (its worker had stopped)."
+    with transaction.atomic():
+        marked = bool(
+            MiningRun.objects.filter(pk=run_id, status=MiningRun.Status.RUNNING).update(
+                status=MiningRun.Status.FAILED, finished_at=now, error=error
+            )
         )
-    )
+        if marked:
+            _record_status(
+                [run_id], old=MiningRun.Status.RUNNING, new=MiningRun.Status.FAILED, actor=actor, via=via, error=error
+            )
+    return marked

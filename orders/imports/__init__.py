@@ -29,6 +29,8 @@ from django.db import DatabaseError, connection, transaction
 from django.utils import timezone
 
 from accounts.models import CustomerAccount
+from audit.models import AuditEntry, Via
+from audit.services import audit_record_many
 from catalog.imports import RowError  # one shape for every import's "line N: reason"
 from orders.imports import direct
 from orders.imports.reading import (
@@ -48,6 +50,7 @@ from orders.imports.reading import (
     text_stream,
 )
 from orders.imports.staging import Kind, Staging
+from orders.models import Order
 
 __all__ = [
     "COLUMNS",
@@ -127,6 +130,7 @@ def orders_import(
     allow_bulk_load: bool = True,
     anonymous: str | None = None,
     non_product_codes: Iterable[str] = (),
+    actor="command:import_orders",
 ) -> OrdersImportResult:
     """Import an orders CSV (``source``: a seekable binary file).
 
@@ -145,6 +149,7 @@ def orders_import(
     the ``anonymous`` account, a placeholder created if missing (ValueError if that id is a
     real customer's); without it they are errors. Rows whose SKU is one of
     ``non_product_codes`` (postage, fees: not goods) are skipped and counted.
+    An applied import leaves one audit row with its counts (not one per order or line).
     """
     column_map = dict(column_map or {})
     check_column_map(column_map)
@@ -167,6 +172,7 @@ def orders_import(
                     transaction.set_rollback(True)
                 else:
                     staging.drop()
+                    _audit(result, actor=actor, file_name=getattr(source, "name", ""))
             mark = time.perf_counter()
         result.timings["commit"] = round(time.perf_counter() - mark, 3)
     except DatabaseError as exc:
@@ -195,6 +201,37 @@ def _placeholder_id(account_id: str) -> str:
             "(it is created as a placeholder)"
         )
     return account_id
+#: The counts an import's audit row keeps.
+AUDITED_COUNTS = (
+    "rows",
+    "orders_created",
+    "orders_existing",
+    "lines_created",
+    "lines_merged",
+    "orders_spread",
+    "orders_anonymous",
+    "accounts_created",
+    "credit_note_rows",
+    "return_rows",
+    "non_product_rows",
+    "repeated_rows",
+    "rejected_rows",
+    "rejected_orders",
+)
+
+
+def _audit(result: OrdersImportResult, *, actor, file_name) -> None:
+    """One summary row per applied import, in its transaction: an import writes up to millions
+    of lines set-based, and the orders it stores are never changed afterwards."""
+    counts = {name: getattr(result, name) for name in AUDITED_COUNTS}
+    audit_record_many(
+        model=Order,
+        rows=[("", f"orders import: {result.orders_created} orders", {k: [None, v] for k, v in counts.items()})],
+        action=AuditEntry.Action.CREATE,
+        actor=actor,
+        via=Via.IMPORT,
+        extra={"file": str(file_name)} if file_name else None,
+    )
 
 
 def _lap(result: OrdersImportResult, phase: str, since: float) -> float:

@@ -210,7 +210,7 @@ def test_an_unusable_batch_is_refused_as_a_whole(events, message):
 
 
 @pytest.mark.django_db
-def test_a_full_batch_costs_two_queries_on_postgresql_and_the_same_as_a_single_event():
+def test_a_full_batch_costs_three_queries_on_postgresql_and_the_same_as_a_single_event():
     def queries(count: int, prefix: str) -> list[str]:
         with CaptureQueriesContext(connection) as captured:
             result = ingest([event(f"{prefix}-{n}") for n in range(count)])
@@ -220,14 +220,16 @@ def test_a_full_batch_costs_two_queries_on_postgresql_and_the_same_as_a_single_e
     single = queries(1, "one")
     full = queries(MAX_BATCH, "full")
 
-    assert len(single) == 2
+    # The read, the insert, and the batch's one audit row (issue 11).
+    assert len(single) == 3
     assert single[0].startswith("SELECT")
     assert single[1].startswith("INSERT")
+    assert single[2].startswith('INSERT INTO "audit_auditentry"')
     if connection.vendor == "postgresql":
-        assert len(full) == 2
+        assert len(full) == 3
         assert "ON CONFLICT DO NOTHING" in full[1]
     else:  # SQLite: Django splits the insert at 999 parameters (11 columns: 90 rows each)
-        assert len(full) == 1 + -(-MAX_BATCH // (999 // 11))
+        assert len(full) == 2 + -(-MAX_BATCH // (999 // 11))
     assert WebshopEvent.objects.count() == MAX_BATCH + 1
 
 
@@ -567,8 +569,9 @@ def test_a_staff_session_with_a_csrf_token_still_cannot_post_events(specialist):
 def test_the_query_count_does_not_grow_with_the_batch(api, events_key, django_assert_num_queries, size):
     post(api, {"events": [recent_event("warm-up")]}, events_key)  # writes the key's last_used_at once
 
-    # the key (with its client), the stored event_ids, one INSERT (50 rows fit one on SQLite too)
-    with django_assert_num_queries(3):
+    # the key (with its client), the stored event_ids, one INSERT (50 rows fit one on SQLite
+    # too), the batch's audit row
+    with django_assert_num_queries(4):
         response = post(api, {"events": [recent_event(f"e-{n}") for n in range(size)]}, events_key)
 
     assert response.json() == {"accepted": size, "duplicates": 0, "rejected": []}

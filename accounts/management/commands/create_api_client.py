@@ -6,6 +6,9 @@ from django.db import transaction
 from accounts.models import ApiClient
 from accounts.services import api_client_create, api_key_issue
 
+#: Who the audit trail names for what this command writes.
+ACTOR = "command:create_api_client"
+
 
 class Command(BaseCommand):
     help = (
@@ -36,11 +39,11 @@ class Command(BaseCommand):
                 if rotate:
                     raise CommandError(f"There is no API client {name!r} to rotate a key for.")
                 wanted = [scope.strip() for scope in scopes.split(",") if scope.strip()]
-                client = api_client_create(name=name, scopes=wanted, rate_per_minute=rate, actor=None)
+                client = api_client_create(name=name, scopes=wanted, rate_per_minute=rate, actor=ACTOR)
                 self.stderr.write(f"Created API client {client.name!r} with scopes {', '.join(client.scopes)}.")
             elif not rotate:
                 raise CommandError(f"API client {name!r} exists; use --rotate to issue it another key.")
-            issued = api_key_issue(client=client, actor=None, expires_days=expires_days)
+            issued = api_key_issue(client=client, actor=ACTOR, expires_days=expires_days)
         except ValidationError as error:
             raise CommandError(" ".join(error.messages)) from None
         expiry = f"expires {issued.key.expires_at.isoformat()}" if issued.key.expires_at else "no expiry"

@@ -3,6 +3,9 @@ from django.db import transaction
 from django_celery_beat.models import CrontabSchedule, PeriodicTask
 
 from accounts.schedules import SCHEDULES
+from audit.services import audit_saved, instance_values
+
+AUDITED = ("task", "crontab", "interval", "enabled")
 
 
 class Command(BaseCommand):
@@ -21,7 +24,10 @@ class Command(BaseCommand):
                 month_of_year=fields.get("month_of_year", "*"),
                 timezone=settings.TIME_ZONE,
             )
-            _, created = PeriodicTask.objects.update_or_create(
+            existing = PeriodicTask.objects.select_for_update().filter(name=name).first()
+            before = instance_values(existing, AUDITED) if existing else None
+            periodic, created = PeriodicTask.objects.update_or_create(
                 name=name, defaults={"task": task, "crontab": crontab, "enabled": True}
             )
+            audit_saved(obj=periodic, before=before, actor="command:setup_schedules", fields=AUDITED)
             self.stdout.write(f"{'Created' if created else 'Updated'} schedule {name!r} -> {task}")
