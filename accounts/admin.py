@@ -107,7 +107,11 @@ class BackOfficeUserAdmin(UserAdmin):
         permissions=["reset_mfa"],
     )
     def reset_second_factor(self, request, queryset):
-        reset = [user.username for user in queryset if user_mfa_reset(user=user, actor=request.user)]
+        reset = [
+            user.username
+            for user in queryset
+            if user_mfa_reset(user=user, actor=request.user, via=Via.ADMIN_ACTION)
+        ]
         if reset:
             self.message_user(request, f"Second factor reset for {', '.join(reset)}.", messages.SUCCESS)
         else:

@@ -505,6 +505,9 @@ def api_key_authenticate(*, raw_key: str) -> ApiKey:
 RECOVERY_CODE_COUNT = 10
 TOTP_DEVICE_NAME = "Authenticator app"
 RECOVERY_DEVICE_NAME = "Recovery codes"
+#: How the audit trail shows a second factor being set up and reset (never its secret).
+MFA_SET_UP = ["(none)", "(set up)"]
+MFA_RESET = ["(set up)", "(reset)"]
 
 
 def user_has_mfa(user: User) -> bool:
@@ -546,6 +549,8 @@ def mfa_enrolment_confirm(*, user: User, device_id: int, token: str) -> tuple[TO
             recovery = StaticDevice.objects.create(user=user, name=RECOVERY_DEVICE_NAME, confirmed=True)
             codes = [StaticToken.random_token() for _ in range(RECOVERY_CODE_COUNT)]
             StaticToken.objects.bulk_create([StaticToken(device=recovery, token=code) for code in codes])
+            # Never a secret or a code in the history: only that the factor exists now.
+            audit_record(obj=user, action=AuditEntry.Action.UPDATE, actor=user, changes={"second_factor": MFA_SET_UP})
     if not accepted:
         raise ValidationError("That code is not right; check the clock of the phone and try the next code.")
     logger.info("Second factor set up by %s", user.get_username())
@@ -586,7 +591,7 @@ def mfa_verify(*, user: User, code: str) -> Device:
 
 
 @transaction.atomic
-def user_mfa_reset(*, user: User, actor: User | None) -> int:
+def user_mfa_reset(*, user: User, actor: User | None, via: str | None = None) -> int:
     """Remove every second-factor device of ``user`` (a lost phone, no recovery codes left).
     The user's sessions then count as not verified, and the next page asks them to enrol
     again. Returns the number of devices removed (0: there was nothing to reset)."""
@@ -594,6 +599,15 @@ def user_mfa_reset(*, user: User, actor: User | None) -> int:
     for model in (TOTPDevice, StaticDevice):
         _total, per_model = model.objects.filter(user=user).delete()  # the total counts tokens too
         removed += per_model.get(model._meta.label, 0)
+    if removed:
+        audit_record(
+            obj=user,
+            action=AuditEntry.Action.UPDATE,
+            actor=actor,
+            via=via,
+            changes={"second_factor": MFA_RESET},
+            extra={"devices_removed": removed},
+        )
     logger.warning("Second factor of %s reset by %s (%d devices)", user.get_username(), actor, removed)
     return removed
 # --- periodic task schedules (django-celery-beat), as the admin edits them ----------------------

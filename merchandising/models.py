@@ -139,6 +139,8 @@ class MiningRun(models.Model):
     @property
     def started_by_label(self) -> str:
         return actor_label_of(self.started_by, self.started_by_name)
+
+    @property
     def audit_label(self) -> str:
         """How the audit trail names the run when its task writes (audit.services.actor_parts)."""
         return f"task:{self.pk}"

@@ -113,7 +113,9 @@ def test_customer_account_save_checks_the_version_and_the_brands(people):
     stored = CustomerAccount.objects.get(pk=account.pk)
     assert (stored.name, stored.version, stored.preferred_brands.count()) == ("First", 2, 0)
     with pytest.raises(ValidationError) as raised:
-        customer_account_save(account=stored, preferred_brands=[makita], excluded_brands=[makita], expected_version=2)
+        customer_account_save(
+            account=stored, actor=None, preferred_brands=[makita], excluded_brands=[makita], expected_version=2
+        )
     assert not isinstance(raised.value, EditConflict)
     assert raised.value.messages == ["A brand cannot be both preferred and excluded: Makita."]
     assert CustomerAccount.objects.get(pk=account.pk).version == 2

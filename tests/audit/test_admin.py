@@ -20,8 +20,8 @@ from catalog.models import Brand, Product
 from catalog.services import product_save
 from merchandising.models import MiningSettings
 from merchandising.services import mining_settings_update
-from merchandising.services.rules import SETTINGS_FIELDS
 from tests.factories import ProductFactory, UserFactory
+from tests.forms import admin_form_data
 from tests.merchandising.factories import CustomerAccountFactory
 
 pytestmark = pytest.mark.django_db
@@ -162,14 +162,15 @@ def test_admin_user_add_change_and_password(client, administrator):
 def test_admin_customer_account_and_mining_settings_saves(client, administrator):
     client.force_login(administrator)
     account = CustomerAccountFactory(external_id="C1", name="One")
-    data = {"external_id": "C1", "name": "One Ltd", "segment": "", "industry": "", "brand_mode": account.brand_mode}
-    assert client.post(reverse("admin:accounts_customeraccount_change", args=[account.pk]), data).status_code == 302
+    url = reverse("admin:accounts_customeraccount_change", args=[account.pk])
+    data = {**admin_form_data(client.get(url)), "name": "One Ltd"}  # as loaded, with its version
+    assert client.post(url, data).status_code == 302
     assert rows_of(account) == [(AuditEntry.Action.UPDATE, "administrator", "form", {"name": ["One", "One Ltd"]})]
 
     settings = MiningSettings.load()
-    form = {name: getattr(settings, name) for name in SETTINGS_FIELDS}
-    form["top_k"] = settings.top_k + 1
-    assert client.post(reverse("admin:merchandising_miningsettings_change", args=[1]), form).status_code == 302
+    url = reverse("admin:merchandising_miningsettings_change", args=[1])
+    form = {**admin_form_data(client.get(url)), "top_k": settings.top_k + 1}
+    assert client.post(url, form).status_code == 302
     assert rows_of(settings) == [
         (AuditEntry.Action.UPDATE, "administrator", "form", {"top_k": [settings.top_k, settings.top_k + 1]})
     ]

@@ -98,6 +98,14 @@ EXCLUDED = {
     "suggestions_write_batch": "one batch inside suggestions_store",
     "mining_block_run": "computes one block of a distributed run; stores nothing",
     "mining_blocks_finish": "the distributed run's store: calls suggestions_store (walked) or run_fail (walked)",
+    "mining_run_for_task": "the scheduled task's run: mining_run_create (walked) once per task id",
+    "link_list_conflict": "read: builds the conflict of a stale reorder",
+    # The second factor: the audited change is its set-up and its reset (walked); starting an
+    # enrolment and signing in with a code change nothing anyone relies on (failed codes are
+    # logged by backoffice.security, django-otp throttles them).
+    "user_has_mfa": "read",
+    "mfa_enrolment_start": "a pending enrolment: recorded when it is confirmed",
+    "mfa_verify": "a sign-in step, not a change",
 }
 
 
@@ -316,11 +324,36 @@ def case_api_key_issue(ctx):
     changes = {
         "client": [None, client.pk],
         "prefix": [None, issued.key.prefix],
-        "expires_at": [None, None],
+        "expires_at": [None, (NOW + datetime.timedelta(days=365)).isoformat()],  # API_KEY_EXPIRY_DAYS
         "revoked_at": [None, None],
     }
     assert issued.secret not in str(rows_since(ctx.since)) and issued.key.digest not in str(rows_since(ctx.since))
     return [("accounts.apikey", str(issued.key.pk), C, "administrator", "form", changes)]
+
+
+@case
+def case_mfa_enrolment_confirm(ctx):
+    from django_otp.oath import totp
+
+    device = accounts_services.mfa_enrolment_start(user=ctx.spec)
+    code = f"{totp(device.bin_key, step=device.step, t0=device.t0, digits=device.digits, drift=device.drift):06d}"
+    ctx.mark()
+    _device, codes = accounts_services.mfa_enrolment_confirm(user=ctx.spec, device_id=device.pk, token=code)
+    rows = rows_since(ctx.since)
+    assert not any(secret in str(rows) for secret in [*codes, device.key])
+    return [("accounts.user", str(ctx.spec.pk), U, "specialist", "form", {"second_factor": ["(none)", "(set up)"]})]
+
+
+@case
+def case_user_mfa_reset(ctx):
+    from django_otp.plugins.otp_totp.models import TOTPDevice
+
+    TOTPDevice.objects.create(user=ctx.spec, name="phone", confirmed=True)
+    ctx.mark()
+    assert accounts_services.user_mfa_reset(user=ctx.spec, actor=ctx.admin, via="admin_action") == 1
+    assert accounts_services.user_mfa_reset(user=ctx.spec, actor=ctx.admin, via="admin_action") == 0  # no row
+    changes = {"second_factor": ["(set up)", "(reset)"]}
+    return [("accounts.user", str(ctx.spec.pk), U, "administrator", "admin_action", changes)]
 
 
 @case
@@ -592,7 +625,8 @@ def case_orders_import(ctx):
     assert result.applied and result.orders_created == 1
     counts = {
         "rows": 2, "orders_created": 1, "orders_existing": 0, "lines_created": 2, "lines_merged": 0,
-        "accounts_created": 1, "credit_note_rows": 0, "return_rows": 0, "rejected_rows": 0, "rejected_orders": 0,
+        "orders_spread": 0, "orders_anonymous": 0, "accounts_created": 1, "credit_note_rows": 0, "return_rows": 0,
+        "non_product_rows": 0, "repeated_rows": 0, "rejected_rows": 0, "rejected_orders": 0,
     }  # fmt: skip
     changes = {name: [None, value] for name, value in counts.items()}
     return [("orders.order", "", C, "command:import_orders", "import", changes)]
@@ -641,6 +675,33 @@ def case_run_fail(ctx):
     ctx.mark()
     runs.run_fail(run_id=run.pk, exc=RuntimeError("disk full"))
     changes = {"status": ["running", "failed"], "error": ["", "RuntimeError: disk full"]}
+    return [("merchandising.miningrun", str(run.pk), U, f"task:{run.pk}", "task", changes)]
+
+
+@case
+def case_mining_runs_sweep(ctx):
+    lost = MiningRunFactory(status=MiningRun.Status.RUNNING, trigger=MiningRun.Trigger.MANUAL)
+    stale = NOW - runs.abandoned_after() - datetime.timedelta(seconds=1)
+    MiningRun.objects.filter(pk=lost.pk).update(heartbeat_at=stale)
+    ctx.mark()
+    (retry,) = runs.mining_runs_sweep()  # the task is sent on commit: never, in this test
+    lost.refresh_from_db()
+    error = lost.error.removesuffix(f" Queued again as run #{retry.pk}.")
+    return [
+        ("merchandising.miningrun", str(lost.pk), U, "task:sweep_mining_runs", "task",
+         {"status": ["running", "failed"], "error": ["", error]}),
+        ("merchandising.miningrun", str(retry.pk), C, "task:sweep_mining_runs", "task",
+         {"status": [None, "queued"], "retry_of": [None, lost.pk], "trigger": [None, "manual"]}),
+    ]  # fmt: skip
+
+
+@case
+def case_run_give_up(ctx):
+    run = MiningRunFactory(status=MiningRun.Status.RUNNING)
+    ctx.mark()
+    assert runs.run_give_up(run_id=run.pk, task_name="merchandising.recompute_suggestions", deliveries=4)
+    run.refresh_from_db()
+    changes = {"status": ["running", "failed"], "error": ["", run.error]}
     return [("merchandising.miningrun", str(run.pk), U, f"task:{run.pk}", "task", changes)]
 
 

@@ -167,7 +167,7 @@ def test_second_brand_save_is_refused(frozen, ann, bob):
     stale = Brand.objects.get(pk=brand.pk)
     stale.name = "Stale"
     with pytest.raises(EditConflict):
-        brand_save(brand=stale, expected_version=1)
+        brand_save(brand=stale, actor=None, expected_version=1)
     assert Brand.objects.get(pk=brand.pk).name == "Makita Tools"
 
 
