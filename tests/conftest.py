@@ -57,6 +57,17 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(pytest.mark.skip(reason=f"needs {what}"))
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _celery_configuration_loaded():
+    """Celery copies the Django settings into its own configuration the first time it is read.
+    Read it now, from the session's real settings: if that first read happened inside a test
+    that had switched CELERY_TASK_ALWAYS_EAGER on, every later test would run its tasks in
+    process, the real-worker tests included."""
+    from config.celery import app
+
+    assert app.conf.task_always_eager is settings.CELERY_TASK_ALWAYS_EAGER
+
+
 @pytest.fixture
 def specialist(db):
     return UserFactory(username="specialist", role=PRODUCT_SPECIALIST)

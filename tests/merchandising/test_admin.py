@@ -129,8 +129,9 @@ def test_recompute_needs_post_and_a_csrf_token(specialist):
 def test_without_a_broker_the_button_mines_in_process_once_committed(
     client, specialist, settings, django_capture_on_commit_callbacks
 ):
+    previous = app.conf.task_always_eager  # Celery's own copy: read it before anything changes
     settings.CELERY_TASK_ALWAYS_EAGER = True
-    previous, app.conf.task_always_eager = app.conf.task_always_eager, True
+    app.conf.task_always_eager = True
     a, b = ProductFactory(sku="A"), ProductFactory(sku="B")
     baskets_create([[a, b]] * 3)
     client.force_login(specialist)

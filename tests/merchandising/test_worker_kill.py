@@ -27,6 +27,7 @@ from pathlib import Path
 import pytest
 from django.db import connections
 
+from config.celery import app
 from merchandising import tasks
 from merchandising.models import LinkType, MiningRun, PublishedLink, Suggestion
 from merchandising.services import link_add, links_publish, mining_run_create
@@ -157,6 +158,7 @@ def test_killed_workers_never_block_the_recompute_and_runs_converge(settings, mo
         converged += 1
 
     try:
+        assert not app.conf.task_always_eager  # every task goes to the worker, none runs here
         reference = finished(start(IN_PROCESS))
         assert reference.status == MiningRun.Status.SUCCEEDED, reference.error
         clean = pairs()
