@@ -43,8 +43,12 @@ def _give_up_run(task, run_id: int, *args, deliveries: int = 0, **kwargs) -> Non
     run_give_up(run_id=run_id, task_name=task.name, deliveries=deliveries)
 
 
-def _give_up_stored_run(task, parts, run_id: int, *args, deliveries: int = 0, **kwargs) -> None:
-    run_give_up(run_id=run_id, task_name=task.name, deliveries=deliveries)
+def _give_up_block_run(task, run_id: int, start, stop, attempt=None, *, deliveries: int = 0, **kwargs) -> None:
+    run_give_up(run_id=run_id, attempt=attempt, task_name=task.name, deliveries=deliveries)
+
+
+def _give_up_stored_run(task, parts, run_id: int, attempt=None, *, deliveries: int = 0, **kwargs) -> None:
+    run_give_up(run_id=run_id, attempt=attempt, task_name=task.name, deliveries=deliveries)
 
 
 def _give_up_own_run(task, *args, deliveries: int = 0, **kwargs) -> None:
@@ -80,7 +84,7 @@ def recompute_suggestions_scheduled(self) -> str:
 
 
 @shared_task(
-    name="merchandising.mine_suggestions_block", acks_late=True, deliveries_exhausted=_give_up_run, **TIME_LIMITS
+    name="merchandising.mine_suggestions_block", acks_late=True, deliveries_exhausted=_give_up_block_run, **TIME_LIMITS
 )
 def mine_suggestions_block(run_id: int, start: int, stop: int, attempt: int | None = None) -> dict[str, Any] | None:
     """One block of a distributed run (of the run's ``attempt``); returns its pairs as JSON lists."""

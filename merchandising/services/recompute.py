@@ -41,6 +41,7 @@ from merchandising.mining import (
 from merchandising.models import MiningRun, SuggestionStatus
 from merchandising.selectors import ExclusionArrays, OrderHistory, exclusion_arrays, order_history_load
 from merchandising.services.runs import (
+    BLOCKS_PHASE,
     RunHeartbeat,
     RunLost,
     mining_options,
@@ -460,7 +461,7 @@ def _dispatch(
     from merchandising.tasks import mine_suggestions_block, store_suggestions
 
     _snapshot_save(run=run, history=history, exclusions=exclusions)
-    run_progress(run=run, phase=f"mining {len(ranges)} blocks on the workers", progress=MINING)
+    run_progress(run=run, phase=f"{BLOCKS_PHASE} ({len(ranges)})", progress=MINING)
     options = {"queue": queue} if queue else {}
     header = [mine_suggestions_block.si(run.pk, start, stop, run.attempt).set(**options) for start, stop in ranges]
     chord(header)(store_suggestions.s(run.pk, run.attempt).set(**options))

@@ -53,9 +53,19 @@ def abandoned_after() -> datetime.timedelta:
     return datetime.timedelta(seconds=settings.MINING_HEARTBEAT_SECONDS * settings.MINING_ABANDONED_AFTER_HEARTBEATS)
 
 
+#: The phase of a distributed run while its blocks are with the workers (see recompute._dispatch).
+BLOCKS_PHASE = "mining blocks on the workers"
+
+
 def _abandoned(now: datetime.datetime) -> Q:
-    stale_before = now - abandoned_after()
-    return Q(status=MiningRun.Status.RUNNING) & (Q(heartbeat_at__lt=stale_before) | Q(heartbeat_at__isnull=True))
+    """Running runs whose worker is gone. Blocks that wait in the queue behind other work write
+    no heartbeat, so a run whose blocks are out is given the task time limit (no block can run
+    longer) instead of a few heartbeats; every other phase beats while it works."""
+    silent = Q(heartbeat_at__isnull=True)
+    beating = Q(heartbeat_at__lt=now - abandoned_after()) | silent
+    queued_blocks = Q(heartbeat_at__lt=now - datetime.timedelta(seconds=settings.CELERY_TASK_TIME_LIMIT)) | silent
+    blocks_out = Q(phase__startswith=BLOCKS_PHASE)
+    return Q(status=MiningRun.Status.RUNNING) & ((~blocks_out & beating) | (blocks_out & queued_blocks))
 
 
 def _abandoned_error(now: datetime.datetime) -> str:
@@ -303,13 +313,25 @@ def run_fail(*, run_id: int, exc: BaseException, attempt: int | None = None) -> 
             )
 
 
-def run_give_up(*, run_id: int | None = None, task_id: str | None = None, task_name: str, deliveries: int) -> bool:
+def run_give_up(
+    *,
+    run_id: int | None = None,
+    task_id: str | None = None,
+    attempt: int | None = None,
+    task_name: str,
+    deliveries: int,
+) -> bool:
     """The redelivery cap was reached (config/celery.py): the task's worker died on every
     delivery (killed, out of memory). The run (by id, or the one the task ``task_id`` owns)
-    ends failed, never requeued, rather than staying running. Returns whether it was ended."""
+    ends failed, never requeued, rather than staying running. With ``attempt`` (a block or
+    store task of that attempt), only while the run is still at that attempt: a capped task
+    of an attempt that was since taken over must not fail its successor. Returns whether it
+    was ended."""
     if run_id is None and not task_id:
         return False
     runs = MiningRun.objects.filter(pk=run_id) if run_id is not None else MiningRun.objects.filter(task_id=task_id)
+    if attempt is not None:
+        runs = runs.filter(attempt=attempt)
     error = (
         f"Gave up: task {task_name} was delivered {deliveries} times and its worker died every time "
         f"(killed, out of memory?); the limit is CELERY_MAX_DELIVERIES={settings.CELERY_MAX_DELIVERIES}."

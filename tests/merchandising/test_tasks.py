@@ -20,6 +20,7 @@ from merchandising import tasks
 from merchandising.models import MiningRun, Suggestion
 from merchandising.services import mining_run_create, mining_run_request
 from merchandising.services.runs import (
+    BLOCKS_PHASE,
     RunHeartbeat,
     RunLost,
     abandoned_after,
@@ -197,7 +198,7 @@ def _running_run(*, heartbeat_age: float, task_id: str = "", trigger=MiningRun.T
         heartbeat_at=beat,
         started_at=beat,
         task_id=task_id,
-        attempt=1,
+        attempt=fields.pop("attempt", 1),
         parameters=mining_parameters(overrides=LOOSE),
         **fields,
     )
@@ -310,6 +311,30 @@ def test_the_sweep_leaves_live_runs_and_only_fails_a_command_run(in_process, set
 
 
 @pytest.mark.django_db
+def test_a_run_whose_blocks_wait_in_the_queue_is_given_the_task_time_limit(in_process, settings, monkeypatch):
+    """Blocks waiting behind other work write no heartbeat: that is not a lost worker."""
+    settings.MINING_HEARTBEAT_SECONDS, settings.MINING_ABANDONED_AFTER_HEARTBEATS = 10, 3
+    settings.CELERY_TASK_TIME_LIMIT = 600
+    monkeypatch.setattr(tasks.recompute_suggestions, "delay", lambda run_id: None)
+    waiting = _running_run(heartbeat_age=599, phase=f"{BLOCKS_PHASE} (4)")  # 20 heartbeats silent
+    assert tasks.sweep_mining_runs.apply().get() == []
+    assert MiningRun.objects.get(pk=waiting.pk).status == MiningRun.Status.RUNNING
+    MiningRun.objects.filter(pk=waiting.pk).update(phase="counting accounts")  # its store task started, then died
+    assert tasks.sweep_mining_runs.apply().get() == [waiting.pk + 1]
+    assert MiningRun.objects.get(pk=waiting.pk).status == MiningRun.Status.FAILED
+
+
+@pytest.mark.django_db
+def test_a_run_whose_blocks_are_out_past_the_task_time_limit_is_abandoned(in_process, settings, monkeypatch):
+    settings.MINING_HEARTBEAT_SECONDS, settings.MINING_ABANDONED_AFTER_HEARTBEATS = 10, 3
+    settings.CELERY_TASK_TIME_LIMIT = 600
+    monkeypatch.setattr(tasks.recompute_suggestions, "delay", lambda run_id: None)
+    lost = _running_run(heartbeat_age=601, phase=f"{BLOCKS_PHASE} (4)")
+    assert tasks.sweep_mining_runs.apply().get() == [lost.pk + 1]
+    assert MiningRun.objects.get(pk=lost.pk).status == MiningRun.Status.FAILED
+
+
+@pytest.mark.django_db
 @pytest.mark.parametrize("task_name", ["recompute_suggestions", "mine_suggestions_block", "store_suggestions"])
 def test_past_the_redelivery_cap_the_run_is_failed(in_process, task_name):
     run = _running_run(heartbeat_age=1, task_id="task-1")
@@ -330,6 +355,18 @@ def test_past_the_redelivery_cap_the_run_is_failed(in_process, task_name):
         "worker died every time (killed, out of memory?); the limit is "
         f"CELERY_MAX_DELIVERIES={settings.CELERY_MAX_DELIVERIES}."
     )
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("task_name", ["mine_suggestions_block", "store_suggestions"])
+def test_a_capped_task_of_an_earlier_attempt_leaves_the_run_alone(in_process, task_name):
+    run = _running_run(heartbeat_age=1, task_id="task-2", attempt=2)  # taken over by a redelivery
+    args = {"mine_suggestions_block": [run.pk, 0, 1, 1], "store_suggestions": [[], run.pk, 1]}[task_name]
+    task_id = f"capped-{uuid.uuid4()}"
+    cache.set(f"celery:deliveries:{task_id}", settings.CELERY_MAX_DELIVERIES)
+    assert getattr(tasks, task_name).apply(args=args, task_id=task_id).state == "REJECTED"
+    run.refresh_from_db()
+    assert (run.status, run.attempt, run.error) == (MiningRun.Status.RUNNING, 2, "")
 
 
 @pytest.mark.django_db
