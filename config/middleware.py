@@ -116,12 +116,13 @@ class MfaRequiredMiddleware:
 CUT_OFF = "merchandising.body_cut_off"
 
 
-def body_limit(content_type: str) -> int | None:
-    """The largest request body accepted, in bytes: a file upload (multipart) up to
-    MAX_UPLOAD_MB, any other body (JSON of the API, plain forms) up to Django's
-    DATA_UPLOAD_MAX_MEMORY_SIZE (None: no limit), the limit Django itself applies when it
-    reads such a body into memory."""
-    if content_type.split(";", 1)[0].strip().lower() == "multipart/form-data":
+def body_limit(content_type: str, *, signed_in: bool) -> int | None:
+    """The largest request body accepted, in bytes: a file upload (multipart) of a signed-in
+    back-office user up to MAX_UPLOAD_MB; any other body (the API's JSON, plain forms, and
+    anything an anonymous client sends) up to Django's DATA_UPLOAD_MAX_MEMORY_SIZE (None: no
+    limit), the limit Django itself applies when it reads such a body into memory. So a client
+    that has not signed in can never make us read (or spool to disk) more than that."""
+    if signed_in and content_type.split(";", 1)[0].strip().lower() == "multipart/form-data":
         return settings.MAX_UPLOAD_BYTES
     return settings.DATA_UPLOAD_MAX_MEMORY_SIZE
 
@@ -156,25 +157,28 @@ class RequestSizeLimitMiddleware:
     """Refuses a request whose body is larger than it may be (``body_limit``) with 413 before
     anything reads the body: the declared Content-Length is enough to know, so a 2 GB upload
     costs no memory, no temporary file and no time. A body sent without Content-Length
-    (chunked) is counted while it is read, by ``ChunkedBodyLimit`` (config/wsgi.py), which then
-    sets Content-Length so that this check applies to it too.
+    (chunked) is counted while it is read, by ``ChunkedBodyLimit`` (config/wsgi.py), which
+    marks one it cut off.
 
-    Placed before sessions and CSRF (which read a form body); after the CSP middleware, so
-    the back-office page of the 413 gets the policy header."""
+    Placed after authentication (which reads the session, never the body) so that only a
+    signed-in user gets the upload limit, and before any view: CSRF reads a form body only in
+    its process_view, which runs after every middleware's request phase."""
 
     def __init__(self, get_response):
         self.get_response = get_response
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
-        limit = body_limit(request.META.get("CONTENT_TYPE", ""))
+        if request.META.get(CUT_OFF):
+            return too_large_response(request, limit=settings.DATA_UPLOAD_MAX_MEMORY_SIZE, size=None)
+        signed_in = request.user.is_authenticated
+        limit = body_limit(request.META.get("CONTENT_TYPE", ""), signed_in=signed_in)
         if limit is not None:
             try:
                 size = int(request.META.get("CONTENT_LENGTH") or 0)
             except ValueError:
                 size = 0  # Django reads nothing of a body whose length it cannot parse
             if size > limit:
-                known = None if request.META.get(CUT_OFF) else size
-                return too_large_response(request, limit=limit, size=known)
+                return too_large_response(request, limit=limit, size=size)
         return self.get_response(request)
 
 
@@ -196,7 +200,9 @@ class ChunkedBodyLimit:
     def __call__(self, environ, start_response):
         chunked = "chunked" in environ.get("HTTP_TRANSFER_ENCODING", "").lower()
         if chunked and not environ.get("CONTENT_LENGTH") and environ.get("wsgi.input_terminated"):
-            limit = body_limit(environ.get("CONTENT_TYPE", ""))
+            # Who sends it is not known yet (no session is read here), so every chunked body
+            # gets the limit of one that has not signed in; browsers send uploads with a length.
+            limit = body_limit(environ.get("CONTENT_TYPE", ""), signed_in=False)
             body = tempfile.SpooledTemporaryFile(max_size=settings.FILE_UPLOAD_MAX_MEMORY_SIZE)  # noqa: SIM115
             size = 0
             stream = environ["wsgi.input"]

@@ -63,14 +63,15 @@ MIDDLEWARE = [
     # Before sessions: a webshop API key outside /api/ is refused before anything else runs.
     "config.middleware.ApiBoundaryMiddleware",
     "csp.middleware.CSPMiddleware",
-    # Before anything reads a body (sessions, CSRF): a body over its limit is refused with 413 unread.
-    "config.middleware.RequestSizeLimitMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     # request.user.is_verified(): whether this session passed the second factor.
     "django_otp.middleware.OTPMiddleware",
+    # Before any view reads a body (CSRF does in process_view): a body over its limit is refused
+    # with 413 unread; after authentication, as only signed-in users get the upload limit.
+    "config.middleware.RequestSizeLimitMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     # After messages (the sign-out notice), before any view: the 8-hour limit, then MFA.
     "config.middleware.SessionLifetimeMiddleware",

@@ -139,10 +139,25 @@ def test_a_products_csv_under_max_upload_is_previewed(client, specialist):
     assert list(ProductImport.objects.values_list("file_name", flat=True)) == ["p.csv"]
 
 
-def test_a_file_upload_is_not_held_to_the_json_limit(api):
-    # Multipart bodies have their own (bigger) limit, MAX_UPLOAD_MB: the API refuses them as 415.
+def test_an_anonymous_file_upload_is_held_to_the_json_limit(api, client):
+    # The upload limit (MAX_UPLOAD_MB) is for signed-in users: a client without a session
+    # (an API client too: its key is checked later, by the view) cannot make us read more.
     response = api.generic("POST", EVENTS, b"", **declared(LIMIT + 1, "multipart/form-data; boundary=x", LIMIT + 1))
-    assert response.status_code == 415
+    assert (response.status_code, response.json()["error"]["code"]) == (413, "request_too_large")
+    url = reverse("admin:catalog_product_import")
+    response = client.generic("POST", url, b"", **declared(LIMIT + 1, "multipart/form-data; boundary=x"))
+    assert response.status_code == 413
+    assert ProductImport.objects.count() == 0
+
+
+def test_a_signed_in_upload_gets_the_upload_limit(client, specialist):
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    client.force_login(specialist)
+    data = b"not,a,products,header\n" + b"x" * LIMIT  # over the anonymous limit, under MAX_UPLOAD_MB
+    response = client.post(reverse("admin:catalog_product_import"), {"file": SimpleUploadedFile("p.csv", data)})
+    assert response.status_code == 302  # past the size check: previewed (and refused for its header)
+    assert [len(bytes(content)) for content in ProductImport.objects.values_list("content", flat=True)] == [len(data)]
 
 
 # --- bodies without Content-Length (chunked) ---------------------------------------------------------
@@ -219,8 +234,10 @@ def test_a_chunked_body_within_the_limit_is_handled(wsgi_app, key):
     assert list(WebshopEvent.objects.values_list("event_id", flat=True)) == ["e-1"]
 
 
-@override_settings(SECURE_SSL_REDIRECT=False, MAX_UPLOAD_BYTES=5000)
-def test_a_chunked_upload_is_cut_off_at_max_upload(wsgi_app):
+@override_settings(SECURE_SSL_REDIRECT=False, MAX_UPLOAD_BYTES=50_000, DATA_UPLOAD_MAX_MEMORY_SIZE=5000)
+def test_a_chunked_upload_is_cut_off_at_the_anonymous_limit(wsgi_app):
+    # Before Django no session is read, so a chunked body gets the limit of a client that has
+    # not signed in, whatever its type; browsers send uploads with a Content-Length.
     stream = EndlessInput()
 
     status, body = call(

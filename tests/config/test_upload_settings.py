@@ -27,9 +27,10 @@ def test_upload_limits(monkeypatch):
     assert (values["MAX_UPLOAD_MB"], values["MAX_UPLOAD_BYTES"]) == (100, 104857600)
     assert (values["DATA_UPLOAD_MAX_MEMORY_SIZE"], values["FILE_UPLOAD_MAX_MEMORY_SIZE"]) == (2621440, 2621440)
     assert "config.middleware.RequestSizeLimitMiddleware" in values["MIDDLEWARE"]
-    # Before the first middleware that reads a body (sessions do not; CSRF reads a form's).
+    # After authentication (only signed-in users get the upload limit). No middleware reads a
+    # body in its request phase; CSRF reads a form's in process_view, after all of them.
     middleware = values["MIDDLEWARE"]
-    assert middleware.index("config.middleware.RequestSizeLimitMiddleware") < middleware.index(
-        "django.middleware.csrf.CsrfViewMiddleware"
+    assert middleware.index("config.middleware.RequestSizeLimitMiddleware") > middleware.index(
+        "django.contrib.auth.middleware.AuthenticationMiddleware"
     )
     assert load(monkeypatch, MAX_UPLOAD_MB="5")["MAX_UPLOAD_BYTES"] == 5242880
