@@ -356,3 +356,16 @@ def test_the_setup_page_answers_a_lost_race_with_a_message(client, specialist, m
     page = client.get(response["Location"])
     assert page.status_code == 200
     assert "A second factor is already set up; an administrator can reset it." in page.content.decode()
+
+
+def test_an_administrator_who_resets_their_own_second_factor_is_signed_out(client, administrator, clock):
+    device = enrolled(administrator)
+    sign_in(client, "administrator")
+    client.post("/account/mfa/", {"code": code_for(device)})
+    response = client.post(
+        "/admin/accounts/user/", {"action": "reset_second_factor", "_selected_action": [administrator.pk]}
+    )
+    assert (response.status_code, response["Location"]) == (302, "/admin/accounts/user/")
+    assert client.get("/admin/accounts/user/")["Location"] == "/admin/login/?next=/admin/accounts/user/"
+    assert TOTPDevice.objects.count() == 0
+    assert not any("_auth_user_id" in session.get_decoded() for session in Session.objects.all())
