@@ -5,6 +5,7 @@ from axes.models import AccessFailureLog
 from django import forms
 from django.conf import settings
 from django.contrib import admin, messages
+from django.contrib.auth import logout
 from django.contrib.auth.admin import UserAdmin
 from django.contrib.auth.forms import AdminPasswordChangeForm
 from django.core.exceptions import PermissionDenied, ValidationError
@@ -103,7 +104,7 @@ class BackOfficeUserAdmin(UserAdmin):
         return _administrator(request)
 
     @admin.action(
-        description="Reset the second factor of selected users (they set it up again at their next page)",
+        description="Reset the second factor of selected users (signs them out; they set it up again at sign-in)",
         permissions=["reset_mfa"],
     )
     def reset_second_factor(self, request, queryset):
@@ -112,6 +113,10 @@ class BackOfficeUserAdmin(UserAdmin):
             for user in queryset
             if user_mfa_reset(user=user, actor=request.user, via=Via.ADMIN_ACTION)
         ]
+        if queryset.filter(pk=request.user.pk).exists():
+            # The reset ended this very session too: a fresh (anonymous) one, rather than
+            # Django's "session was deleted" error when it saves the ended one.
+            logout(request)
         if reset:
             self.message_user(request, f"Second factor reset for {', '.join(reset)}.", messages.SUCCESS)
         else:

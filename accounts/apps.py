@@ -15,6 +15,4 @@ class AccountsConfig(AppConfig):
     verbose_name = "Accounts and roles"
 
     def ready(self) -> None:
-        from accounts import checks  # noqa: F401 - registers the system checks
-
         post_migrate.connect(_sync_roles, dispatch_uid="accounts.sync_roles")

@@ -10,8 +10,10 @@ import string
 from collections.abc import Iterable
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
+from importlib import import_module
 
 from django.conf import settings
+from django.contrib.auth import SESSION_KEY
 from django.contrib.auth.models import Group, Permission
 from django.core.exceptions import ValidationError
 from django.db import transaction
@@ -515,26 +517,38 @@ def user_has_mfa(user: User) -> bool:
     return TOTPDevice.objects.devices_for_user(user, confirmed=True).exists()
 
 
-@transaction.atomic
-def mfa_enrolment_start(*, user: User) -> TOTPDevice:
-    """The unconfirmed authenticator device of ``user``'s enrolment (created on first call,
-    the same one on a reload, so the QR code the user scanned stays valid). A user who
-    already has a confirmed device must have it reset by an administrator first."""
-    User.objects.select_for_update().get(pk=user.pk)  # two tabs enrolling at once: one device
+def _lock_user_without_mfa(user: User) -> None:
+    """Enrolments of one user run one at a time (the user's row is the lock), and none once a
+    second factor is set up: a second confirmed device would be a way in for whoever holds
+    the password alone."""
+    User.objects.select_for_update().get(pk=user.pk)
     if user_has_mfa(user):
         raise ValidationError("A second factor is already set up; an administrator can reset it.")
-    device = TOTPDevice.objects.filter(user=user, confirmed=False).order_by("pk").first()
+
+
+@transaction.atomic
+def mfa_enrolment_start(*, user: User, device_id: int | None) -> TOTPDevice:
+    """The unconfirmed authenticator device of one session's enrolment: ``device_id`` is the
+    one the session started (kept in the session, so a reload shows the QR code the user
+    already scanned); a session without one, or whose device is gone, gets a new device.
+    Never another session's device: whoever holds only the password must not read the secret
+    of someone else's unfinished enrolment. A user who already has a confirmed device must
+    have it reset by an administrator first (ValidationError)."""
+    _lock_user_without_mfa(user)
+    device = TOTPDevice.objects.filter(pk=device_id, user=user, confirmed=False).first() if device_id else None
     if device is None:
         device = TOTPDevice.objects.create(user=user, name=TOTP_DEVICE_NAME, confirmed=False)
     return device
 
 
-def mfa_enrolment_confirm(*, user: User, device_id: int, token: str) -> tuple[TOTPDevice, list[str]]:
+def mfa_enrolment_confirm(*, user: User, device_id: int | None, token: str) -> tuple[TOTPDevice, list[str]]:
     """Confirm the enrolment with a first code from the app: the device becomes the user's
-    second factor, and RECOVERY_CODE_COUNT new recovery codes replace any earlier ones.
-    Returns the device and the codes (shown once: only django-otp's rows keep them).
-    ValidationError for a wrong code or a device that is not this user's pending one."""
+    second factor, the other sessions' pending devices are deleted, and RECOVERY_CODE_COUNT new
+    recovery codes replace any earlier ones. Returns the device and the codes (shown once:
+    only django-otp's rows keep them). ValidationError for a wrong code, a device that is not
+    this user's pending one, or a user whose second factor is already set up."""
     with transaction.atomic():
+        _lock_user_without_mfa(user)
         device = TOTPDevice.objects.select_for_update().filter(pk=device_id, user=user, confirmed=False).first()
         if device is None:
             raise ValidationError("This enrolment is no longer pending; start again.")
@@ -544,7 +558,7 @@ def mfa_enrolment_confirm(*, user: User, device_id: int, token: str) -> tuple[TO
         if accepted:
             TOTPDevice.objects.filter(pk=device.pk, confirmed=False).update(confirmed=True)
             device.confirmed = True
-            TOTPDevice.objects.filter(user=user, confirmed=False).delete()  # other abandoned enrolments
+            TOTPDevice.objects.filter(user=user, confirmed=False).delete()  # the other sessions' enrolments
             StaticDevice.objects.filter(user=user).delete()
             recovery = StaticDevice.objects.create(user=user, name=RECOVERY_DEVICE_NAME, confirmed=True)
             codes = [StaticToken.random_token() for _ in range(RECOVERY_CODE_COUNT)]
@@ -569,20 +583,21 @@ def _raise_if_throttled(device: Device) -> None:
 
 
 def mfa_verify(*, user: User, code: str) -> Device:
-    """The device of ``user`` that accepts ``code``: six digits are a code of the authenticator
-    app, anything else a recovery code (used up by this). The check is django-otp's, against
-    that one device, with its throttling (each wrong code doubles the wait before the next
-    try). ValidationError says why not; the caller then marks the session verified
+    """The device of ``user`` that accepts ``code``: exactly the authenticator device's number
+    of digits (6) is a code of the app, anything else a recovery code (used up by this).
+    Recovery codes are 8 characters of base32 (django-otp's StaticToken.random_token()), so
+    now and then all digits: the length, not the digits, tells them apart. The check is
+    django-otp's, against that one device, with its throttling (each wrong code doubles the
+    wait before the next try). ValidationError says why not; the caller then marks the session verified
     (``django_otp.login``)."""
     code = "".join(code.split()).lower()
     if not code:
         raise ValidationError("Enter the code from your authenticator app, or a recovery code.")
-    model = TOTPDevice if code.isdigit() else StaticDevice
-    device = model.objects.devices_for_user(user, confirmed=True).first()
-    if model is StaticDevice and (device is None or not device.token_set.exists()):
-        raise ValidationError("You have no recovery codes left.")
-    if device is None:
-        raise ValidationError("That code is not right.")
+    device = TOTPDevice.objects.devices_for_user(user, confirmed=True).first()
+    if device is None or not (len(code) == device.digits and code.isdigit()):
+        device = StaticDevice.objects.devices_for_user(user, confirmed=True).first()
+        if device is None or not device.token_set.exists():
+            raise ValidationError("You have no recovery codes left.")
     _raise_if_throttled(device)
     verified = otp_verify_token(user, device.persistent_id, code)
     if verified is None:
@@ -590,15 +605,35 @@ def mfa_verify(*, user: User, code: str) -> Device:
     return verified
 
 
+def user_sessions_end(*, user: User) -> int:
+    """End every open session of ``user``: each of their browsers must sign in again. Returns
+    how many were ended. The sessions live in the database (SESSION_ENGINE, Django's db
+    backend) and name their user only inside their encoded data, so the unexpired ones are
+    decoded: they are the sessions used within the idle timeout (30 minutes), a few per
+    signed-in staff member, which keeps this simpler than an index of sessions per user that
+    every sign-in and sign-out would have to keep in step (and that would need a table)."""
+    store = import_module(settings.SESSION_ENGINE).SessionStore
+    ended = 0
+    for session in store.get_model_class().objects.filter(expire_date__gt=timezone.now()).iterator():
+        if store().decode(session.session_data).get(SESSION_KEY) == str(user.pk):
+            store(session_key=session.session_key).delete()  # through the store: a cache too
+            ended += 1
+    return ended
+
+
 @transaction.atomic
 def user_mfa_reset(*, user: User, actor: User | None, via: str | None = None) -> int:
-    """Remove every second-factor device of ``user`` (a lost phone, no recovery codes left).
-    The user's sessions then count as not verified, and the next page asks them to enrol
-    again. Returns the number of devices removed (0: there was nothing to reset)."""
+    """Remove every second-factor device of ``user`` (a lost phone, no recovery codes left) and
+    end all their sessions, so that no session opened before the reset (perhaps by whoever
+    took the phone or the password) can enrol a new device: the next sign-in asks for the
+    password, then sets the app up again. Returns the number of devices removed (0: there was
+    nothing to reset; the sessions are ended all the same)."""
+    User.objects.select_for_update().get(pk=user.pk)  # not while an enrolment of theirs confirms
     removed = 0
     for model in (TOTPDevice, StaticDevice):
         _total, per_model = model.objects.filter(user=user).delete()  # the total counts tokens too
         removed += per_model.get(model._meta.label, 0)
+    sessions = user_sessions_end(user=user)
     if removed:
         audit_record(
             obj=user,
@@ -606,9 +641,15 @@ def user_mfa_reset(*, user: User, actor: User | None, via: str | None = None) ->
             actor=actor,
             via=via,
             changes={"second_factor": MFA_RESET},
-            extra={"devices_removed": removed},
+            extra={"devices_removed": removed, "sessions_ended": sessions},
         )
-    logger.warning("Second factor of %s reset by %s (%d devices)", user.get_username(), actor, removed)
+    logger.warning(
+        "Second factor of %s reset by %s (%d devices, %d sessions ended)",
+        user.get_username(),
+        actor,
+        removed,
+        sessions,
+    )
     return removed
 # --- periodic task schedules (django-celery-beat), as the admin edits them ----------------------
 

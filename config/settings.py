@@ -146,8 +146,12 @@ if SESSION_ABSOLUTE_LIFETIME < SESSION_COOKIE_AGE:
 
 # Second factor (django-otp): every back-office page (and the API's staff sessions) needs a
 # session verified with a TOTP code or a recovery code. Off only for development (DEBUG=true,
-# the demo users of `make run`); `check --deploy` warns when it is off without DEBUG.
+# the demo users of `make run`): without DEBUG the settings refuse to load with it off.
 MFA_REQUIRED = env_bool("MFA_REQUIRED", not DEBUG)
+if not MFA_REQUIRED and not DEBUG:
+    raise ImproperlyConfigured(
+        "MFA_REQUIRED=false is only allowed with DEBUG=true: back-office users would sign in with a password alone."
+    )
 # The name authenticator apps show next to the user name.
 OTP_TOTP_ISSUER = env_str("MFA_ISSUER", "Merchandising back office")
 

@@ -3,6 +3,7 @@ from urllib.parse import urlencode
 
 import qrcode
 from django import forms
+from django.contrib import messages
 from django.contrib.auth.views import redirect_to_login
 from django.core.exceptions import ValidationError
 from django.db import connection
@@ -106,6 +107,11 @@ def mfa_verify(request):
     return render(request, "registration/mfa_verify.html", _mfa_context(request, form=form))
 
 
+#: The unconfirmed device of this session's enrolment: each session enrols its own, so that
+#: another session of the same user (whoever holds the password) never sees its secret.
+PENDING_DEVICE_SESSION_KEY = "mfa_pending_device_id"
+
+
 @never_cache
 def mfa_setup(request):
     """Enrolment: scan the QR code (or type the secret), confirm with a first code, then the
@@ -114,17 +120,21 @@ def mfa_setup(request):
     if not user.is_authenticated:
         return redirect_to_login(request.get_full_path())
     if user_has_mfa(user):
+        # Set up meanwhile (in another session, perhaps while this one was enrolling).
+        if request.session.pop(PENDING_DEVICE_SESSION_KEY, None) is not None:
+            messages.error(request, "A second factor is already set up; an administrator can reset it.")
         return redirect(_with_next("mfa_verify", _next_url(request)))
-    device = mfa_enrolment_start(user=user)
     form = MfaCodeForm(request.POST if request.method == "POST" else None)
     if form.is_bound and form.is_valid():
         try:
-            device, codes = mfa_enrolment_confirm(user=user, device_id=device.pk, token=form.cleaned_data["code"])
+            device, codes = mfa_enrolment_confirm(
+                user=user, device_id=request.session.get(PENDING_DEVICE_SESSION_KEY), token=form.cleaned_data["code"]
+            )
         except ValidationError as error:
             form.add_error("code", error)
         else:
-            request.session.cycle_key()
-            otp_login(request, device)
+            del request.session[PENDING_DEVICE_SESSION_KEY]
+            _mark_verified(request, device)
             response = render(
                 request,
                 "registration/mfa_recovery_codes.html",
@@ -132,6 +142,13 @@ def mfa_setup(request):
             )
             response["Cache-Control"] = "no-store"  # the codes must not sit in any cache
             return response
+    try:
+        device = mfa_enrolment_start(user=user, device_id=request.session.get(PENDING_DEVICE_SESSION_KEY))
+    except ValidationError as error:  # another session confirmed its enrolment just now
+        request.session.pop(PENDING_DEVICE_SESSION_KEY, None)
+        messages.error(request, error.messages[0])
+        return redirect(_with_next("mfa_verify", _next_url(request)))
+    request.session[PENDING_DEVICE_SESSION_KEY] = device.pk
     qr = qrcode.make(device.config_url, image_factory=SvgPathImage, border=2)
     secret = b32encode(device.bin_key).decode()
     context = _mfa_context(

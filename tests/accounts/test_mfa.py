@@ -10,13 +10,20 @@ from base64 import b32encode
 
 import pytest
 import time_machine
-from django.core.checks import Warning
+from django.contrib.sessions.models import Session
+from django.core.exceptions import ValidationError
+from django.test import Client
 from django_otp.oath import totp
 from django_otp.plugins.otp_static.models import StaticDevice, StaticToken
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
-from accounts.checks import mfa_required_check
-from accounts.services import RECOVERY_CODE_COUNT, mfa_enrolment_start, user_mfa_reset
+from accounts.services import (
+    RECOVERY_CODE_COUNT,
+    mfa_enrolment_confirm,
+    mfa_enrolment_start,
+    mfa_verify,
+    user_mfa_reset,
+)
 from tests.api.test_auth import _sample_paths
 
 pytestmark = pytest.mark.django_db
@@ -177,7 +184,7 @@ def test_enrolment_refuses_a_user_who_has_a_device(specialist):
 
     enrolled(specialist)
     with pytest.raises(ValidationError, match="already set up"):
-        mfa_enrolment_start(user=specialist)
+        mfa_enrolment_start(user=specialist, device_id=None)
 
 
 def test_an_administrator_resets_a_second_factor(client, administrator, specialist, clock):
@@ -204,9 +211,9 @@ def test_an_administrator_resets_a_second_factor(client, administrator, speciali
     assert not TOTPDevice.objects.filter(user=specialist).exists()
     assert not StaticDevice.objects.filter(user=specialist).exists()
     assert TOTPDevice.objects.filter(user=administrator).count() == 1
-    # Their open session is no longer verified: the next page sends them to set up again.
-    assert theirs.get("/")["Location"] == "/account/mfa/?next=/"
-    assert theirs.get("/account/mfa/?next=/")["Location"] == "/account/mfa/setup/?next=%2F"
+    # Their open session is ended: the next page asks for the password again.
+    assert theirs.get("/")["Location"] == "/admin/login/?next=/"
+    assert client.get("/").status_code == 200  # the administrator's own session goes on
     # Nothing left to reset: the service says so.
     assert user_mfa_reset(user=specialist, actor=administrator) == 0
 
@@ -235,17 +242,130 @@ def test_the_device_models_are_not_in_the_admin():
     assert not admin.site.is_registered(StaticDevice)
 
 
-def test_deploy_check_warns_when_mfa_is_off_without_debug(settings):
-    settings.MFA_REQUIRED = False
-    warnings = mfa_required_check(None)
-    assert [(w.id, type(w)) for w in warnings] == [("accounts.W001", Warning)]
-    settings.DEBUG = True
-    assert mfa_required_check(None) == []
-    settings.DEBUG, settings.MFA_REQUIRED = False, True
-    assert mfa_required_check(None) == []
-
-
 def test_mfa_off_lets_a_password_session_in(client, specialist, settings):
     settings.MFA_REQUIRED = False  # DEBUG=true's default: make run's demo users
     sign_in(client, "specialist")
     assert client.get("/review/").status_code == 200
+
+
+def _secret_shown(page) -> str:
+    return re.search(r'<code class="mfa-secret">([A-Z2-7 ]+)</code>', page.content.decode()).group(1).replace(" ", "")
+
+
+def _device_of(secret: str) -> TOTPDevice:
+    return next(d for d in TOTPDevice.objects.filter(confirmed=False) if b32encode(d.bin_key).decode() == secret)
+
+
+def test_each_session_enrols_its_own_device(client, specialist, clock):
+    """Whoever holds only the password must not see the secret of someone else's enrolment."""
+    mine, theirs = Client(), Client()
+    sign_in(mine, "specialist")
+    sign_in(theirs, "specialist")
+    my_secret = _secret_shown(mine.get("/account/mfa/setup/"))
+    their_secret = _secret_shown(theirs.get("/account/mfa/setup/"))
+    assert my_secret != their_secret
+    assert TOTPDevice.objects.filter(user=specialist, confirmed=False).count() == 2
+    assert _secret_shown(mine.get("/account/mfa/setup/")) == my_secret  # a reload keeps the session's device
+    my_device, their_device = _device_of(my_secret), _device_of(their_secret)
+    their_code = code_for(their_device)  # the clock stands still: still valid after the other confirms
+
+    done = mine.post("/account/mfa/setup/", {"code": code_for(my_device), "next": "/"})
+    assert done.status_code == 200
+    assert list(TOTPDevice.objects.filter(user=specialist).values_list("pk", "confirmed")) == [(my_device.pk, True)]
+
+    # The other session's enrolment is gone, with a message that says so (no 500).
+    late = theirs.post("/account/mfa/setup/", {"code": their_code, "next": "/"})
+    assert (late.status_code, late["Location"]) == (302, "/account/mfa/?next=%2F")
+    page = theirs.get(late["Location"]).content.decode()
+    assert "A second factor is already set up; an administrator can reset it." in page
+    assert theirs.get("/")["Location"] == "/account/mfa/?next=/"
+    with pytest.raises(ValidationError, match="already set up"):
+        mfa_enrolment_confirm(user=specialist, device_id=their_device.pk, token=their_code)
+    assert TOTPDevice.objects.filter(user=specialist).count() == 1
+
+
+def test_confirming_a_second_pending_device_is_refused(specialist, clock):
+    """Two enrolments racing: the one that confirms second finds the factor set up and is refused."""
+    first = mfa_enrolment_start(user=specialist, device_id=None)
+    second = mfa_enrolment_start(user=specialist, device_id=None)
+    assert first.pk != second.pk
+    # The second pending device outlives the first confirmation (created just after it, in a race).
+    mfa_enrolment_confirm(user=specialist, device_id=first.pk, token=code_for(first))
+    late = TOTPDevice.objects.create(user=specialist, name="Authenticator app", confirmed=False)
+    with pytest.raises(ValidationError, match="already set up"):
+        mfa_enrolment_confirm(user=specialist, device_id=late.pk, token=code_for(late))
+    # The late device stays pending and useless (a reset removes it with the rest).
+    assert list(TOTPDevice.objects.filter(user=specialist).values_list("pk", "confirmed").order_by("pk")) == [
+        (first.pk, True),
+        (late.pk, False),
+    ]
+    with pytest.raises(ValidationError, match="already set up"):
+        mfa_enrolment_start(user=specialist, device_id=second.pk)
+
+
+def test_a_reset_ends_every_session_of_the_user(client, specialist, administrator, clock):
+    device = enrolled(specialist)
+    verified, unverified = Client(), Client()
+    sign_in(verified, "specialist")
+    verified.post("/account/mfa/", {"code": code_for(device), "next": "/"})
+    assert verified.get("/").status_code == 200
+    sign_in(unverified, "specialist")
+    client.force_login(administrator)
+    assert Session.objects.count() == 3
+
+    assert user_mfa_reset(user=specialist, actor=administrator) == 2
+    assert Session.objects.count() == 1  # the administrator's
+    assert Session.objects.get().get_decoded()["_auth_user_id"] == str(administrator.pk)
+    for old in (verified, unverified):
+        # Neither old session can enrol a new device: both must sign in again.
+        response = old.get("/account/mfa/setup/")
+        assert (response.status_code, response["Location"]) == (302, "/admin/login/?next=/account/mfa/setup/")
+        assert old.post("/account/mfa/setup/", {"code": "123456"})["Location"].startswith("/admin/login/")
+    assert TOTPDevice.objects.filter(user=specialist).count() == 0
+    # With no device left, a reset still ends the sessions (a session signed in just before it).
+    again = Client()
+    sign_in(again, "specialist")
+    assert user_mfa_reset(user=specialist, actor=administrator) == 0
+    assert again.get("/")["Location"] == "/admin/login/?next=/"
+
+
+def test_a_recovery_code_of_digits_only_is_a_recovery_code(client, specialist, clock):
+    """Recovery codes are 8 characters of base32 (a-z, 2-7): now and then all digits."""
+    assert len(StaticToken.random_token()) == 8
+    device = enrolled(specialist)
+    assert device.digits == 6
+    StaticToken.objects.create(device=StaticDevice.objects.get(user=specialist), token="23456723")
+    assert mfa_verify(user=specialist, code="2345 6723").persistent_id == StaticDevice.objects.get().persistent_id
+    assert list(StaticToken.objects.values_list("token", flat=True)) == ["abcd2345"]
+    # Six digits still go to the authenticator app, and a wrong length of digits is not a TOTP code.
+    assert mfa_verify(user=specialist, code=code_for(device)).persistent_id == device.persistent_id
+    with pytest.raises(ValidationError, match="That code is not right."):
+        mfa_verify(user=specialist, code="1234567")
+
+
+def test_the_setup_page_answers_a_lost_race_with_a_message(client, specialist, monkeypatch):
+    def already(**kwargs):
+        # Another session confirmed its enrolment between this page's check and its start.
+        enrolled(specialist)
+        raise ValidationError("A second factor is already set up; an administrator can reset it.")
+
+    monkeypatch.setattr("config.views.mfa_enrolment_start", already)
+    client.force_login(specialist)
+    response = client.get("/account/mfa/setup/?next=/review/")
+    assert (response.status_code, response["Location"]) == (302, "/account/mfa/?next=%2Freview%2F")
+    page = client.get(response["Location"])
+    assert page.status_code == 200
+    assert "A second factor is already set up; an administrator can reset it." in page.content.decode()
+
+
+def test_an_administrator_who_resets_their_own_second_factor_is_signed_out(client, administrator, clock):
+    device = enrolled(administrator)
+    sign_in(client, "administrator")
+    client.post("/account/mfa/", {"code": code_for(device)})
+    response = client.post(
+        "/admin/accounts/user/", {"action": "reset_second_factor", "_selected_action": [administrator.pk]}
+    )
+    assert (response.status_code, response["Location"]) == (302, "/admin/accounts/user/")
+    assert client.get("/admin/accounts/user/")["Location"] == "/admin/login/?next=/admin/accounts/user/"
+    assert TOTPDevice.objects.count() == 0
+    assert not any("_auth_user_id" in session.get_decoded() for session in Session.objects.all())

@@ -195,3 +195,22 @@ def test_sign_in_settings_fail_naming_the_variable(monkeypatch, variable, value,
     with pytest.raises(ImproperlyConfigured) as excinfo:
         load(monkeypatch, **{variable: value})
     assert str(excinfo.value).startswith(message)
+
+
+def test_mfa_cannot_be_off_without_debug(monkeypatch):
+    with pytest.raises(ImproperlyConfigured) as excinfo:
+        load(monkeypatch, MFA_REQUIRED="false")
+    assert str(excinfo.value) == (
+        "MFA_REQUIRED=false is only allowed with DEBUG=true: back-office users would sign in with a password alone."
+    )
+    assert load(monkeypatch, DEBUG="true", MFA_REQUIRED="false")["MFA_REQUIRED"] is False
+    assert load(monkeypatch, MFA_REQUIRED="true")["MFA_REQUIRED"] is True
+
+
+def test_the_test_settings_switch_mfa_off_after_loading(monkeypatch):
+    """Not through the environment: that would now refuse to load (DEBUG is off in the tests)."""
+    monkeypatch.setenv("MFA_REQUIRED", "unset below")  # so that monkeypatch restores the original state
+    monkeypatch.delenv("MFA_REQUIRED")
+    values = runpy.run_path(str(SETTINGS.with_name("settings_test.py")), run_name="config.settings_test")
+    assert (values["DEBUG"], values["MFA_REQUIRED"]) == (False, False)
+    assert "MFA_REQUIRED" not in os.environ
