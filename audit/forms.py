@@ -46,6 +46,24 @@ def _python(field: forms.Field, raw: Any) -> Any:
         return raw  # e.g. a brand deleted since: show what was loaded
 
 
+def _post(data: dict, widget: forms.Widget, name: str, shown: Any) -> None:
+    """Put ``shown`` (a value of ``VersionedModelForm._snapshot``) into ``data`` as a browser
+    posts it from ``widget``."""
+    if isinstance(widget, forms.CheckboxInput):
+        if shown:
+            data[name] = "on"
+        else:
+            data.pop(name, None)  # an unticked box posts nothing
+    elif isinstance(shown, list) or getattr(widget, "allow_multiple_selected", False):
+        values = [str(item) for item in shown or ()]
+        if hasattr(data, "setlist"):
+            data.setlist(name, values)
+        else:
+            data[name] = values
+    else:
+        data[name] = "" if shown is None else str(shown)
+
+
 class VersionedModelForm(forms.ModelForm):
     """A ModelForm for a ``VersionedModel``. ``loaded_version``: the version the form was
     loaded at; ``loaded_values``: the values it showed (JSON), to say which of them changed
@@ -139,11 +157,28 @@ class VersionedModelForm(forms.ModelForm):
         return cleaned
 
     def _rebase(self, current: Model) -> None:
-        """Keep the user's input but base the re-shown form on the stored row, so that saving
-        it again (after review) is checked against what is stored now."""
-        self.data = self.data.copy()
-        self.data[self.add_prefix("loaded_version")] = str(current.version)
-        self.data[self.add_prefix("loaded_values")] = self._snapshot(model_to_dict(current, fields=self.edited_fields))
+        """Base the re-shown form on the stored row: the fields the user edited keep the
+        user's input; every other field shows the stored value, not the stale one the form
+        was loaded with (else saving the re-shown form again would quietly undo the other
+        person's change to it). ``loaded_version`` / ``loaded_values`` become the stored
+        ones, so the next save is checked against what is stored now."""
+        loaded = self._loaded_values()
+        snapshot = self._snapshot(model_to_dict(current, fields=self.edited_fields))
+        stored = json.loads(snapshot)
+        data = self.data.copy()
+        for name in self.edited_fields:
+            if name not in stored or name not in loaded or self._edited(name, loaded[name]):
+                continue
+            _post(data, self.fields[name].widget, self.add_prefix(name), stored[name])
+        data[self.add_prefix("loaded_version")] = str(current.version)
+        data[self.add_prefix("loaded_values")] = snapshot
+        self.data = data
+
+    def _edited(self, name: str, loaded: Any) -> bool:
+        """Whether the posted value of ``name`` differs from the value the form was loaded with."""
+        field = self.fields[name]
+        posted = field.widget.value_from_datadict(self.data, self.files, self.add_prefix(name))
+        return field.has_changed(_python(field, loaded), posted)
 
 
 class VersionedAdminMixin:

@@ -19,9 +19,9 @@ from audit.conflicts import EditConflict, FieldChange, conflict_message
 from audit.forms import VersionedModelForm
 from audit.models import AuditEntry, Via
 from audit.services import audit_record
-from catalog.models import Brand, Category, Product, ProductStatus
+from catalog.models import AttributeType, Brand, Category, Product, ProductStatus
 from catalog.services import brand_save, category_save, product_save, products_import, products_set_status
-from tests.factories import BrandFactory, ProductFactory, UserFactory
+from tests.factories import AttributeDefinitionFactory, BrandFactory, ProductFactory, UserFactory
 from tests.forms import admin_form_data
 
 pytestmark = pytest.mark.django_db
@@ -83,18 +83,64 @@ def test_second_product_save_is_refused_with_what_changed_and_who(frozen, ann, b
     stored = Product.objects.get(pk=product.pk)
     assert (stored.name, stored.unit_price, stored.version) == ("Drill", Decimal("12.0000"), 2)
     form = response.context["adminform"].form
-    # Bob's input is kept, and the form is now based on the stored version...
+    # Bob's edit is kept, the price he did not touch shows Ann's, and the form is now based on
+    # the stored version...
     assert (form["name"].value(), form["unit_price"].value(), form["loaded_version"].value()) == (
         "Cordless drill",
-        "10.0000",
+        "12.0000",
         "2",
     )
-    # ... so saving it again (after review) goes through, with what Bob chose.
-    again = admin_form_data(response)
-    response = bob_session.post(product_url(product), {**again, "unit_price": "12.0000"})
+    # ... so saving it again as shown goes through: Bob's name, and Ann's price stays.
+    response = bob_session.post(product_url(product), admin_form_data(response))
     assert response.status_code == 302
     stored.refresh_from_db()
     assert (stored.name, stored.unit_price, stored.version) == ("Cordless drill", Decimal("12.0000"), 3)
+
+
+def test_the_reshown_form_keeps_every_edit_and_shows_the_rest_as_stored(ann, bob):
+    """Fields both changed: Bob's input. Fields only Ann changed (a checkbox, a choice, JSON):
+    Ann's values, so saving the re-shown form reverts none of them."""
+    AttributeDefinitionFactory(code="size", type=AttributeType.CHOICE, choices=["S", "M"])
+    product = ProductFactory(name="Drill", description="", unit_price=Decimal("10"), status=ProductStatus.ACTIVE)
+    ann_session, bob_session = session(ann), session(bob)
+    ann_form = admin_form_data(ann_session.get(product_url(product)))
+    bob_form = admin_form_data(bob_session.get(product_url(product)))
+    assert "exclude_from_recommendations" not in bob_form  # an unticked box posts nothing
+    ann_edit = {
+        "description": "Ann's text",
+        "exclude_from_recommendations": "on",
+        "status": ProductStatus.DISCONTINUED,
+        "attributes": '{"size": "M"}',
+    }
+    response = ann_session.post(product_url(product), {**ann_form, **ann_edit})
+    assert response.status_code == 302, response.context["adminform"].form.errors
+    response = bob_session.post(product_url(product), {**bob_form, "description": "Bob's text", "unit_price": "9.50"})
+    assert response.status_code == 200
+    assert errors_of(response)[0].endswith(
+        "description (empty) → Ann's text; status active → discontinued; exclude from recommendations no → yes; "
+        f'attributes (empty) → {{"size": "M"}}. {NOT_SAVED}'
+    )
+    form = response.context["adminform"].form
+    shown = {name: form[name].value() for name in ("name", "description", "unit_price", "status", "attributes")}
+    assert shown == {
+        "name": "Drill",
+        "description": "Bob's text",
+        "unit_price": "9.50",
+        "status": "discontinued",
+        "attributes": '{"size": "M"}',
+    }
+    assert form["exclude_from_recommendations"].value() is True
+    response = bob_session.post(product_url(product), admin_form_data(response))
+    assert response.status_code == 302, (errors_of(response), response.context["adminform"].form.errors)
+    stored = Product.objects.get(pk=product.pk)
+    assert (
+        stored.description,
+        stored.unit_price,
+        stored.status,
+        stored.exclude_from_recommendations,
+        stored.attributes,
+        stored.version,
+    ) == ("Bob's text", Decimal("9.5000"), "discontinued", True, {"size": "M"}, 3)
 
 
 def test_a_bulk_action_between_load_and_save_refuses_the_save(ann, bob):
@@ -184,8 +230,11 @@ def test_second_category_save_is_refused(frozen, ann, bob):
     response = bob_session.post(url, {**bob_form, "name": "Power drills"})
     assert response.status_code == 200
     assert errors_of(response) == [f"Saved meanwhile by ann at {WHEN}: parent Tools → Garden. {NOT_SAVED}"]
-    assert response.context["adminform"].form["name"].value() == "Power drills"
+    form = response.context["adminform"].form
+    assert (form["name"].value(), form["parent"].value()) == ("Power drills", str(garden.pk))  # Ann's parent
     assert Category.objects.values_list("path", "version").get(pk=drills.pk) == ("Garden > Drills", 2)
+    assert bob_session.post(url, admin_form_data(response)).status_code == 302
+    assert Category.objects.values_list("path", "version").get(pk=drills.pk) == ("Garden > Power drills", 3)
 
 
 def test_renaming_a_category_raises_the_version_of_its_children(bob):

@@ -188,9 +188,14 @@ def test_second_settings_save_is_refused_with_what_changed_and_who(frozen, peopl
     assert list(response.context["adminform"].form.non_field_errors()) == [
         f"Saved meanwhile by ann at 2026-11-22 18:42: min count 3 → 5; top k 20 → 10. {NOT_SAVED}"
     ]
-    assert response.context["adminform"].form["lookback_days"].value() == "365"
+    form = response.context["adminform"].form
+    assert (form["lookback_days"].value(), form["min_count"].value(), form["top_k"].value()) == ("365", "5", "10")
     stored = MiningSettings.objects.get()
     assert (stored.min_count, stored.top_k, stored.lookback_days, stored.version) == (5, 10, 730, 2)
+    # Saving the form again as shown: Bob's look-back, and Ann's two values stay.
+    assert bob_session.post(SETTINGS_URL, admin_form_data(response)).status_code == 302
+    stored = MiningSettings.objects.get()
+    assert (stored.min_count, stored.top_k, stored.lookback_days, stored.version) == (5, 10, 365, 3)
 
 
 def test_mining_settings_update_with_a_stale_version_raises():
