@@ -23,6 +23,8 @@ from django.forms.models import model_to_dict
 from audit.conflicts import EditConflict, FieldChange, edit_conflict
 
 VERSION_FIELDS = ("loaded_version", "loaded_values")
+#: Where ``VersionedAdminMixin`` keeps the service's refusal on the request it handles again.
+REFUSAL_ATTRIBUTE = "_edit_conflict_refusal"
 _MISSING = object()
 
 
@@ -76,6 +78,10 @@ class VersionedModelForm(forms.ModelForm):
         error_messages={"required": "The form was incomplete (no version): reload the page."},
     )
     loaded_values = forms.CharField(widget=forms.HiddenInput, required=False)
+
+    #: The service's refusal of this very request (set by ``VersionedAdminMixin`` when it
+    #: handles the request again): the form then shows the conflict and never saves.
+    service_refusal: EditConflict | None = None
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -152,9 +158,23 @@ class VersionedModelForm(forms.ModelForm):
             current = self.stored_object()
             if current.version != cleaned["loaded_version"]:
                 self.edit_conflict = edit_conflict(current, changes=self.conflict_changes(current))
-                self._rebase(current)
-                raise self.edit_conflict
+            elif self.service_refusal is not None:
+                # The service refused this request although the row read here looks as
+                # loaded (it read a newer one, or refused for another row): still a conflict.
+                self.edit_conflict = self._refusal_conflict(current)
+            else:
+                return cleaned
+            self._rebase(current)
+            raise self.edit_conflict
+        if self.service_refusal is not None:
+            raise self.service_refusal
         return cleaned
+
+    def _refusal_conflict(self, current: Model) -> EditConflict:
+        refusal = self.service_refusal
+        if isinstance(refusal.obj, type(current)) and refusal.obj.pk == current.pk:
+            return edit_conflict(current, changes=self.conflict_changes(current))
+        return refusal
 
     def _rebase(self, current: Model) -> None:
         """Base the re-shown form on the stored row: the fields the user edited keep the
@@ -204,11 +224,21 @@ class VersionedAdminMixin:
     def changeform_view(self, request, object_id=None, form_url="", extra_context=None):
         try:
             return super().changeform_view(request, object_id, form_url, extra_context)
-        except EditConflict:
+        except EditConflict as refusal:
             # Another save committed between the form's check and the service's conditional
-            # update: everything was rolled back. Handling the same request again runs the
-            # form's check against the new version, which re-shows the form with the message.
+            # update: everything was rolled back. The same request is handled once more with
+            # the refusal on the form, whose check then re-shows the form with the message
+            # and never calls the service: yet another save landing meanwhile cannot turn
+            # this second pass into an error page.
+            setattr(request, REFUSAL_ATTRIBUTE, refusal)
             return super().changeform_view(request, object_id, form_url, extra_context)
+
+    def get_form(self, request, obj=None, change=False, **kwargs):
+        form = super().get_form(request, obj, change, **kwargs)
+        refusal = getattr(request, REFUSAL_ATTRIBUTE, None)
+        if refusal is None:
+            return form
+        return type(form.__name__, (form,), {"service_refusal": refusal})
 
 
 def _flatten(fields: Iterable) -> list[str]:

@@ -325,3 +325,45 @@ def test_a_save_between_the_form_check_and_the_write_is_refused_too(monkeypatch,
         Decimal("12.0000"),
         2,
     )
+
+
+def test_a_save_landing_during_the_second_pass_too_shows_the_form_not_an_error(frozen, monkeypatch, ann, bob):
+    """A save lands between the form's check and the service's write on every pass (the check
+    always reads the version Bob loaded): the service refuses the first pass; the second pass
+    re-shows the form with the conflict without calling the service again, so no 500."""
+    import catalog.admin
+
+    product = ProductFactory(name="Drill", unit_price=Decimal("10"))
+    bob_session = session(bob)
+    bob_form = admin_form_data(bob_session.get(product_url(product)))
+    ann_copy = Product.objects.get(pk=product.pk)
+    ann_copy.unit_price = Decimal("12")
+    product_save(product=ann_copy, actor=ann, expected_version=1)
+    record_save(Product.objects.get(pk=product.pk), ann)
+    real_stored_object = VersionedModelForm.stored_object
+    real_product_save = catalog.admin.product_save
+    checks, saves = [], []
+
+    def read_before_a_save(form):
+        stored = real_stored_object(form)
+        stored.version = 1  # each check read the row just before another save committed
+        checks.append(stored.version)
+        return stored
+
+    def counted_product_save(**kwargs):
+        saves.append(kwargs["expected_version"])
+        return real_product_save(**kwargs)
+
+    monkeypatch.setattr(VersionedModelForm, "stored_object", read_before_a_save)
+    monkeypatch.setattr(catalog.admin, "product_save", counted_product_save)
+    response = bob_session.post(product_url(product), {**bob_form, "name": "Cordless drill"})
+    assert (checks, saves) == ([1, 1], [1])
+    assert response.status_code == 200
+    assert errors_of(response) == [f"Saved meanwhile by ann at {WHEN}: unit price 10.0000 → 12.0000. {NOT_SAVED}"]
+    form = response.context["adminform"].form
+    assert (form["name"].value(), form["unit_price"].value()) == ("Cordless drill", "12.0000")
+    assert Product.objects.values_list("name", "unit_price", "version").get(pk=product.pk) == (
+        "Drill",
+        Decimal("12.0000"),
+        2,
+    )
