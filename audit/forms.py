@@ -2,8 +2,9 @@
 version it was loaded at and the values it showed, and an admin mixin that uses it.
 
 The form's ``clean`` compares the loaded version with the stored one (under a row lock, in
-the admin's transaction) and, on a mismatch, re-shows the form with the user's input kept and
-the message naming what changed since it was loaded and who saved. The service's conditional
+the admin's transaction) and, on a mismatch, re-shows the form with the user's edits kept, the
+stored values in the fields the user did not touch, and the message naming what changed since
+it was loaded and who saved. The service's conditional
 update (``version_claim``) is what guarantees it; the form's check only lets people see the
 conflict next to their input."""
 
