@@ -2,8 +2,9 @@
 version it was loaded at and the values it showed, and an admin mixin that uses it.
 
 The form's ``clean`` compares the loaded version with the stored one (under a row lock, in
-the admin's transaction) and, on a mismatch, re-shows the form with the user's input kept and
-the message naming what changed since it was loaded and who saved. The service's conditional
+the admin's transaction) and, on a mismatch, re-shows the form with the user's edits kept, the
+stored values in the fields the user did not touch, and the message naming what changed since
+it was loaded and who saved. The service's conditional
 update (``version_claim``) is what guarantees it; the form's check only lets people see the
 conflict next to their input."""
 
@@ -23,6 +24,8 @@ from django.forms.models import model_to_dict
 from audit.conflicts import EditConflict, FieldChange, edit_conflict
 
 VERSION_FIELDS = ("loaded_version", "loaded_values")
+#: Where ``VersionedAdminMixin`` keeps the service's refusal on the request it handles again.
+REFUSAL_ATTRIBUTE = "_edit_conflict_refusal"
 _MISSING = object()
 
 
@@ -46,6 +49,24 @@ def _python(field: forms.Field, raw: Any) -> Any:
         return raw  # e.g. a brand deleted since: show what was loaded
 
 
+def _post(data: dict, widget: forms.Widget, name: str, shown: Any) -> None:
+    """Put ``shown`` (a value of ``VersionedModelForm._snapshot``) into ``data`` as a browser
+    posts it from ``widget``."""
+    if isinstance(widget, forms.CheckboxInput):
+        if shown:
+            data[name] = "on"
+        else:
+            data.pop(name, None)  # an unticked box posts nothing
+    elif isinstance(shown, list) or getattr(widget, "allow_multiple_selected", False):
+        values = [str(item) for item in shown or ()]
+        if hasattr(data, "setlist"):
+            data.setlist(name, values)
+        else:
+            data[name] = values
+    else:
+        data[name] = "" if shown is None else str(shown)
+
+
 class VersionedModelForm(forms.ModelForm):
     """A ModelForm for a ``VersionedModel``. ``loaded_version``: the version the form was
     loaded at; ``loaded_values``: the values it showed (JSON), to say which of them changed
@@ -58,6 +79,10 @@ class VersionedModelForm(forms.ModelForm):
         error_messages={"required": "The form was incomplete (no version): reload the page."},
     )
     loaded_values = forms.CharField(widget=forms.HiddenInput, required=False)
+
+    #: The service's refusal of this very request (set by ``VersionedAdminMixin`` when it
+    #: handles the request again): the form then shows the conflict and never saves.
+    service_refusal: EditConflict | None = None
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -134,16 +159,47 @@ class VersionedModelForm(forms.ModelForm):
             current = self.stored_object()
             if current.version != cleaned["loaded_version"]:
                 self.edit_conflict = edit_conflict(current, changes=self.conflict_changes(current))
-                self._rebase(current)
-                raise self.edit_conflict
+            elif self.service_refusal is not None:
+                # The service refused this request although the row read here looks as
+                # loaded (it read a newer one, or refused for another row): still a conflict.
+                self.edit_conflict = self._refusal_conflict(current)
+            else:
+                return cleaned
+            self._rebase(current)
+            raise self.edit_conflict
+        if self.service_refusal is not None:
+            raise self.service_refusal
         return cleaned
 
+    def _refusal_conflict(self, current: Model) -> EditConflict:
+        refusal = self.service_refusal
+        if isinstance(refusal.obj, type(current)) and refusal.obj.pk == current.pk:
+            return edit_conflict(current, changes=self.conflict_changes(current))
+        return refusal
+
     def _rebase(self, current: Model) -> None:
-        """Keep the user's input but base the re-shown form on the stored row, so that saving
-        it again (after review) is checked against what is stored now."""
-        self.data = self.data.copy()
-        self.data[self.add_prefix("loaded_version")] = str(current.version)
-        self.data[self.add_prefix("loaded_values")] = self._snapshot(model_to_dict(current, fields=self.edited_fields))
+        """Base the re-shown form on the stored row: the fields the user edited keep the
+        user's input; every other field shows the stored value, not the stale one the form
+        was loaded with (else saving the re-shown form again would quietly undo the other
+        person's change to it). ``loaded_version`` / ``loaded_values`` become the stored
+        ones, so the next save is checked against what is stored now."""
+        loaded = self._loaded_values()
+        snapshot = self._snapshot(model_to_dict(current, fields=self.edited_fields))
+        stored = json.loads(snapshot)
+        data = self.data.copy()
+        for name in self.edited_fields:
+            if name not in stored or name not in loaded or self._edited(name, loaded[name]):
+                continue
+            _post(data, self.fields[name].widget, self.add_prefix(name), stored[name])
+        data[self.add_prefix("loaded_version")] = str(current.version)
+        data[self.add_prefix("loaded_values")] = snapshot
+        self.data = data
+
+    def _edited(self, name: str, loaded: Any) -> bool:
+        """Whether the posted value of ``name`` differs from the value the form was loaded with."""
+        field = self.fields[name]
+        posted = field.widget.value_from_datadict(self.data, self.files, self.add_prefix(name))
+        return field.has_changed(_python(field, loaded), posted)
 
 
 class VersionedAdminMixin:
@@ -169,11 +225,21 @@ class VersionedAdminMixin:
     def changeform_view(self, request, object_id=None, form_url="", extra_context=None):
         try:
             return super().changeform_view(request, object_id, form_url, extra_context)
-        except EditConflict:
+        except EditConflict as refusal:
             # Another save committed between the form's check and the service's conditional
-            # update: everything was rolled back. Handling the same request again runs the
-            # form's check against the new version, which re-shows the form with the message.
+            # update: everything was rolled back. The same request is handled once more with
+            # the refusal on the form, whose check then re-shows the form with the message
+            # and never calls the service: yet another save landing meanwhile cannot turn
+            # this second pass into an error page.
+            setattr(request, REFUSAL_ATTRIBUTE, refusal)
             return super().changeform_view(request, object_id, form_url, extra_context)
+
+    def get_form(self, request, obj=None, change=False, **kwargs):
+        form = super().get_form(request, obj, change, **kwargs)
+        refusal = getattr(request, REFUSAL_ATTRIBUTE, None)
+        if refusal is None:
+            return form
+        return type(form.__name__, (form,), {"service_refusal": refusal})
 
 
 def _flatten(fields: Iterable) -> list[str]:

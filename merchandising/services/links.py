@@ -532,13 +532,19 @@ def links_reorder(
 
     ``expected_version``: the version of the list the page showed (``shown_ids``, in its
     order); if the list changed since (a reorder, an added or retired link), EditConflict
-    naming the list as shown and as stored, and who changed it: nothing is written."""
+    naming the list as shown and as stored, and who changed it: nothing is written.
+
+    An order that is already the stored one writes nothing at all (no version raised, no
+    history), whatever version the page showed: there is nothing to lose or to record."""
+    # The links' row locks first, then the list's (as link_add and link_retire take them).
+    current = _active_list(source.pk, link_type)
+    if list(link_ids) == [link.pk for link in current]:
+        return current
     if expected_version is not None:
         try:
             _list_claim(source.pk, link_type, expected_version=expected_version)
         except EditConflict:
             raise link_list_conflict(source=source, link_type=link_type, shown_ids=shown_ids or link_ids) from None
-    current = _active_list(source.pk, link_type)
     by_id = {link.pk: link for link in current}
     if len(link_ids) != len(set(link_ids)) or set(link_ids) != set(by_id):
         raise LinkError(
@@ -547,8 +553,6 @@ def links_reorder(
         )
     before = [link.target_id for link in current]
     ordered = [by_id[pk] for pk in link_ids]
-    if [link.pk for link in ordered] == [link.pk for link in current]:
-        return current
     _audit_moves(_renumber(ordered), actor=actor, via=via)
     if expected_version is None:
         _list_claim(source.pk, link_type)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from types import MappingProxyType
 
 from django.core.exceptions import ValidationError
 from django.db import transaction
@@ -41,6 +42,18 @@ from merchandising.services.links import (
     link_retire,
     links_create_from_suggestions,
     publish_after_change,
+)
+
+#: A decided suggestion put back in the queue (undo, a deleted exclusion rule): as if never decided.
+BACK_TO_PENDING = MappingProxyType(
+    {
+        "status": SuggestionStatus.PENDING,
+        "reject_reason": "",
+        "reject_note": "",
+        "decided_by": None,
+        "decided_by_name": "",
+        "decided_at": None,
+    }
 )
 
 
@@ -493,14 +506,7 @@ def exclusion_rule_delete(*, rule_id: int, actor, via: str | None = None) -> int
     )
     restored = Suggestion.objects.filter(
         pk__in=back, status=SuggestionStatus.REJECTED, reject_reason=RejectReason.EXCLUDED
-    ).update(
-        status=SuggestionStatus.PENDING,
-        reject_reason="",
-        reject_note="",
-        decided_by=None,
-        decided_by_name="",
-        decided_at=None,
-    )
+    ).update(**BACK_TO_PENDING)
     now = timezone.now()
     undone = list(Decision.objects.filter(rule=rule, undone_at__isnull=True).values_list("pk", flat=True))
     Decision.objects.filter(pk__in=undone).update(undone_at=now)
@@ -576,12 +582,7 @@ def decision_undo(*, actor) -> UndoOutcome | None:
             continue
         status = SuggestionStatus.APPROVED if decision.action == Decision.Action.APPROVE else SuggestionStatus.REJECTED
         back = Suggestion.objects.filter(pk=decision.suggestion_id, status=status, decided_by=actor).update(
-            status=SuggestionStatus.PENDING,
-            reject_reason="",
-            reject_note="",
-            decided_by=None,
-            decided_by_name="",
-            decided_at=None,
+            **BACK_TO_PENDING
         )
         if not back:
             continue

@@ -66,13 +66,22 @@ def test_second_account_save_is_refused_with_what_changed_and_who(people):
         f"preferred brands (empty) → Bosch, Makita. {NOT_SAVED}"
     ]
     form = response.context["adminform"].form
+    # Bob's edit is kept; what Ann changed and Bob did not touch shows as Ann saved it.
     assert (form["name"].value(), form["segment"].value(), form["loaded_version"].value()) == (
         "Builder & Sons",
-        "construction",
+        "facility",
         "2",
     )
+    assert sorted(form["preferred_brands"].value()) == sorted([str(makita.pk), str(bosch.pk)])
     stored = CustomerAccount.objects.get(pk=account.pk)
     assert (stored.name, stored.segment, stored.version) == ("Builder", "facility", 2)
+    assert sorted(stored.preferred_brands.values_list("name", flat=True)) == ["Bosch", "Makita"]
+    # Saving the form again as shown: Bob's name, and Ann's segment and brands stay.
+    with time_machine.travel(SAVED_AT, tick=False):  # the sessions' clock (absolute lifetime)
+        response = bob_session.post(url(account), admin_form_data(response))
+    assert (response.status_code, response.url) == (302, "/admin/accounts/customeraccount/")
+    stored = CustomerAccount.objects.get(pk=account.pk)
+    assert (stored.name, stored.segment, stored.version) == ("Builder & Sons", "facility", 3)
     assert sorted(stored.preferred_brands.values_list("name", flat=True)) == ["Bosch", "Makita"]
 
 

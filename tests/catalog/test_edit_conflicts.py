@@ -19,9 +19,9 @@ from audit.conflicts import EditConflict, FieldChange, conflict_message
 from audit.forms import VersionedModelForm
 from audit.models import AuditEntry, Via
 from audit.services import audit_record
-from catalog.models import Brand, Category, Product, ProductStatus
+from catalog.models import AttributeType, Brand, Category, Product, ProductStatus
 from catalog.services import brand_save, category_save, product_save, products_import, products_set_status
-from tests.factories import BrandFactory, ProductFactory, UserFactory
+from tests.factories import AttributeDefinitionFactory, BrandFactory, ProductFactory, UserFactory
 from tests.forms import admin_form_data
 
 pytestmark = pytest.mark.django_db
@@ -83,18 +83,64 @@ def test_second_product_save_is_refused_with_what_changed_and_who(frozen, ann, b
     stored = Product.objects.get(pk=product.pk)
     assert (stored.name, stored.unit_price, stored.version) == ("Drill", Decimal("12.0000"), 2)
     form = response.context["adminform"].form
-    # Bob's input is kept, and the form is now based on the stored version...
+    # Bob's edit is kept, the price he did not touch shows Ann's, and the form is now based on
+    # the stored version...
     assert (form["name"].value(), form["unit_price"].value(), form["loaded_version"].value()) == (
         "Cordless drill",
-        "10.0000",
+        "12.0000",
         "2",
     )
-    # ... so saving it again (after review) goes through, with what Bob chose.
-    again = admin_form_data(response)
-    response = bob_session.post(product_url(product), {**again, "unit_price": "12.0000"})
+    # ... so saving it again as shown goes through: Bob's name, and Ann's price stays.
+    response = bob_session.post(product_url(product), admin_form_data(response))
     assert response.status_code == 302
     stored.refresh_from_db()
     assert (stored.name, stored.unit_price, stored.version) == ("Cordless drill", Decimal("12.0000"), 3)
+
+
+def test_the_reshown_form_keeps_every_edit_and_shows_the_rest_as_stored(ann, bob):
+    """Fields both changed: Bob's input. Fields only Ann changed (a checkbox, a choice, JSON):
+    Ann's values, so saving the re-shown form reverts none of them."""
+    AttributeDefinitionFactory(code="size", type=AttributeType.CHOICE, choices=["S", "M"])
+    product = ProductFactory(name="Drill", description="", unit_price=Decimal("10"), status=ProductStatus.ACTIVE)
+    ann_session, bob_session = session(ann), session(bob)
+    ann_form = admin_form_data(ann_session.get(product_url(product)))
+    bob_form = admin_form_data(bob_session.get(product_url(product)))
+    assert "exclude_from_recommendations" not in bob_form  # an unticked box posts nothing
+    ann_edit = {
+        "description": "Ann's text",
+        "exclude_from_recommendations": "on",
+        "status": ProductStatus.DISCONTINUED,
+        "attributes": '{"size": "M"}',
+    }
+    response = ann_session.post(product_url(product), {**ann_form, **ann_edit})
+    assert response.status_code == 302, response.context["adminform"].form.errors
+    response = bob_session.post(product_url(product), {**bob_form, "description": "Bob's text", "unit_price": "9.50"})
+    assert response.status_code == 200
+    assert errors_of(response)[0].endswith(
+        "description (empty) → Ann's text; status active → discontinued; exclude from recommendations no → yes; "
+        f'attributes (empty) → {{"size": "M"}}. {NOT_SAVED}'
+    )
+    form = response.context["adminform"].form
+    shown = {name: form[name].value() for name in ("name", "description", "unit_price", "status", "attributes")}
+    assert shown == {
+        "name": "Drill",
+        "description": "Bob's text",
+        "unit_price": "9.50",
+        "status": "discontinued",
+        "attributes": '{"size": "M"}',
+    }
+    assert form["exclude_from_recommendations"].value() is True
+    response = bob_session.post(product_url(product), admin_form_data(response))
+    assert response.status_code == 302, (errors_of(response), response.context["adminform"].form.errors)
+    stored = Product.objects.get(pk=product.pk)
+    assert (
+        stored.description,
+        stored.unit_price,
+        stored.status,
+        stored.exclude_from_recommendations,
+        stored.attributes,
+        stored.version,
+    ) == ("Bob's text", Decimal("9.5000"), "discontinued", True, {"size": "M"}, 3)
 
 
 def test_a_bulk_action_between_load_and_save_refuses_the_save(ann, bob):
@@ -184,8 +230,11 @@ def test_second_category_save_is_refused(frozen, ann, bob):
     response = bob_session.post(url, {**bob_form, "name": "Power drills"})
     assert response.status_code == 200
     assert errors_of(response) == [f"Saved meanwhile by ann at {WHEN}: parent Tools → Garden. {NOT_SAVED}"]
-    assert response.context["adminform"].form["name"].value() == "Power drills"
+    form = response.context["adminform"].form
+    assert (form["name"].value(), form["parent"].value()) == ("Power drills", str(garden.pk))  # Ann's parent
     assert Category.objects.values_list("path", "version").get(pk=drills.pk) == ("Garden > Drills", 2)
+    assert bob_session.post(url, admin_form_data(response)).status_code == 302
+    assert Category.objects.values_list("path", "version").get(pk=drills.pk) == ("Garden > Power drills", 3)
 
 
 def test_renaming_a_category_raises_the_version_of_its_children(bob):
@@ -271,6 +320,48 @@ def test_a_save_between_the_form_check_and_the_write_is_refused_too(monkeypatch,
     assert calls == [1, 2]  # the check passed, the service refused, the second check saw Ann's save
     assert response.status_code == 200
     assert errors_of(response)[0].endswith(f": unit price 10.0000 → 12.0000. {NOT_SAVED}")
+    assert Product.objects.values_list("name", "unit_price", "version").get(pk=product.pk) == (
+        "Drill",
+        Decimal("12.0000"),
+        2,
+    )
+
+
+def test_a_save_landing_during_the_second_pass_too_shows_the_form_not_an_error(frozen, monkeypatch, ann, bob):
+    """A save lands between the form's check and the service's write on every pass (the check
+    always reads the version Bob loaded): the service refuses the first pass; the second pass
+    re-shows the form with the conflict without calling the service again, so no 500."""
+    import catalog.admin
+
+    product = ProductFactory(name="Drill", unit_price=Decimal("10"))
+    bob_session = session(bob)
+    bob_form = admin_form_data(bob_session.get(product_url(product)))
+    ann_copy = Product.objects.get(pk=product.pk)
+    ann_copy.unit_price = Decimal("12")
+    product_save(product=ann_copy, actor=ann, expected_version=1)
+    record_save(Product.objects.get(pk=product.pk), ann)
+    real_stored_object = VersionedModelForm.stored_object
+    real_product_save = catalog.admin.product_save
+    checks, saves = [], []
+
+    def read_before_a_save(form):
+        stored = real_stored_object(form)
+        stored.version = 1  # each check read the row just before another save committed
+        checks.append(stored.version)
+        return stored
+
+    def counted_product_save(**kwargs):
+        saves.append(kwargs["expected_version"])
+        return real_product_save(**kwargs)
+
+    monkeypatch.setattr(VersionedModelForm, "stored_object", read_before_a_save)
+    monkeypatch.setattr(catalog.admin, "product_save", counted_product_save)
+    response = bob_session.post(product_url(product), {**bob_form, "name": "Cordless drill"})
+    assert (checks, saves) == ([1, 1], [1])
+    assert response.status_code == 200
+    assert errors_of(response) == [f"Saved meanwhile by ann at {WHEN}: unit price 10.0000 → 12.0000. {NOT_SAVED}"]
+    form = response.context["adminform"].form
+    assert (form["name"].value(), form["unit_price"].value()) == ("Cordless drill", "12.0000")
     assert Product.objects.values_list("name", "unit_price", "version").get(pk=product.pk) == (
         "Drill",
         Decimal("12.0000"),

@@ -13,7 +13,7 @@ from accounts.roles import PRODUCT_SPECIALIST
 from audit.conflicts import EditConflict
 from audit.models import AuditEntry, Via
 from audit.services import audit_record
-from merchandising.models import Decision, Link, LinkChange, LinkList, LinkType, MiningSettings
+from merchandising.models import Decision, Link, LinkChange, LinkList, LinkType, MiningSettings, PublishState
 from merchandising.services import link_add, links_reorder, mining_settings_update, suggestions_bulk_decide
 from tests.factories import BrandFactory, ProductFactory, UserFactory
 from tests.forms import admin_form_data
@@ -145,6 +145,33 @@ def test_a_reorder_service_call_with_a_stale_version_raises(people, products):
     assert not LinkList.objects.filter(source=source, type=LinkType.CROSS_SELL).exists()
 
 
+def test_a_reorder_that_changes_nothing_writes_nothing(people, products):
+    """Saving the order as stored raises no version, writes no history and publishes nothing,
+    with the page's version, without one, or with an older one (nothing to lose)."""
+    ann, _bob = people
+    source = products[0]
+    stored = [
+        link_add(source=source, target=target, link_type=LinkType.ACCESSORY, actor=ann).pk for target in products[1:4]
+    ]
+    counts = (LinkChange.objects.count(), AuditEntry.objects.count(), PublishState.load().generation)
+    assert LinkList.objects.get(source=source, type=LinkType.ACCESSORY).version == 4
+    for expected_version in (4, None, 2):
+        result = links_reorder(source=source, link_type=LinkType.ACCESSORY, link_ids=stored, actor=ann,
+                               expected_version=expected_version)  # fmt: skip
+        assert [link.pk for link in result] == stored
+    assert LinkList.objects.get(source=source, type=LinkType.ACCESSORY).version == 4
+    assert (LinkChange.objects.count(), AuditEntry.objects.count(), PublishState.load().generation) == counts
+    assert working(source, LinkType.ACCESSORY) == ["P-2", "P-3", "P-4"]
+    # A list that was never changed has no list row, and an empty "reorder" makes none.
+    assert links_reorder(source=source, link_type=LinkType.SPARE_PART, link_ids=[], actor=ann, expected_version=1) == []
+    assert not LinkList.objects.filter(source=source, type=LinkType.SPARE_PART).exists()
+    # An older version with a different order is still refused.
+    with pytest.raises(EditConflict):
+        links_reorder(source=source, link_type=LinkType.ACCESSORY, link_ids=stored[::-1], actor=ann,
+                      expected_version=2)  # fmt: skip
+    assert LinkList.objects.get(source=source, type=LinkType.ACCESSORY).version == 4
+
+
 # --- mining settings --------------------------------------------------------------------------
 
 
@@ -161,9 +188,14 @@ def test_second_settings_save_is_refused_with_what_changed_and_who(frozen, peopl
     assert list(response.context["adminform"].form.non_field_errors()) == [
         f"Saved meanwhile by ann at 2026-11-22 18:42: min count 3 → 5; top k 20 → 10. {NOT_SAVED}"
     ]
-    assert response.context["adminform"].form["lookback_days"].value() == "365"
+    form = response.context["adminform"].form
+    assert (form["lookback_days"].value(), form["min_count"].value(), form["top_k"].value()) == ("365", "5", "10")
     stored = MiningSettings.objects.get()
     assert (stored.min_count, stored.top_k, stored.lookback_days, stored.version) == (5, 10, 730, 2)
+    # Saving the form again as shown: Bob's look-back, and Ann's two values stay.
+    assert bob_session.post(SETTINGS_URL, admin_form_data(response)).status_code == 302
+    stored = MiningSettings.objects.get()
+    assert (stored.min_count, stored.top_k, stored.lookback_days, stored.version) == (5, 10, 365, 3)
 
 
 def test_mining_settings_update_with_a_stale_version_raises():

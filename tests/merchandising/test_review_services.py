@@ -320,6 +320,35 @@ def test_product_brand_and_category_rules_cover_either_side(specialist):
     assert Suggestion.objects.filter(status=SuggestionStatus.PENDING).count() == 4
 
 
+def test_undo_and_a_deleted_rule_put_suggestions_back_exactly_as_undecided(specialist):
+    """Both ways back to the queue clear the same fields (BACK_TO_PENDING)."""
+    undecided = ("pending", "", "", None, "", None)
+
+    def state(suggestion) -> tuple:
+        suggestion.refresh_from_db()
+        return (
+            suggestion.status,
+            suggestion.reject_reason,
+            suggestion.reject_note,
+            suggestion.decided_by,
+            suggestion.decided_by_name,
+            suggestion.decided_at,
+        )
+
+    rejected = SuggestionFactory()
+    suggestion_reject(suggestion_id=rejected.pk, actor=specialist, reason=RejectReason.OTHER, note="odd pair")
+    assert state(rejected)[:5] == ("rejected", "other", "odd pair", specialist, specialist.username)
+    assert decision_undo(actor=specialist).suggestions == [rejected.pk]
+    assert state(rejected) == undecided
+
+    excluded = SuggestionFactory()
+    outcome = exclusion_rule_create(rule=ExclusionRule(kind="product", product=excluded.source), actor=specialist)
+    assert outcome.rejected == 1
+    assert state(excluded)[:5] == ("rejected", "excluded", "", specialist, specialist.username)
+    assert exclusion_rule_delete(rule_id=ExclusionRule.objects.get().pk, actor=specialist) == 1
+    assert state(excluded) == undecided
+
+
 # --- decisions survive a recompute, end to end ------------------------------------------------------
 
 
