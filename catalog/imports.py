@@ -553,8 +553,8 @@ def _apply_chunk(
 def _audit_chunk(change_ids: list[int], *, actor, change_source: str, reference: str) -> None:
     """The chunk's audit rows, one per product written, with the same diff: copied in the
     database from the ProductChange rows just written (INSERT ... SELECT, 500 ids a
-    statement). Building the rows as model instances instead made a first import of 100k
-    products cost 70 % more CPU (benchmarks/README.md)."""
+    statement): building them as model instances made a big import much slower (the figures
+    are in benchmarks/README.md)."""
     user, label = actor_parts(audit_actor(actor, change_source))
     via = via_for(label=label, user=user, via=AUDIT_VIA[change_source])
     quote = connection.ops.quote_name
