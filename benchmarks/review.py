@@ -397,12 +397,22 @@ def step_setup(n_pending: int, n_products: int) -> dict:
 
 
 def _client():
+    """The specialist signed in with both factors, as in production (DEBUG off: MFA required):
+    a confirmed authenticator device, and the session marked as verified with it, as
+    django_otp.login does after a right code."""
     from django.test import Client
+    from django_otp import DEVICE_ID_SESSION_KEY
+    from django_otp.plugins.otp_totp.models import TOTPDevice
 
     from accounts.models import User
 
+    user = User.objects.get(username=SPECIALIST)
+    device, _ = TOTPDevice.objects.get_or_create(user=user, confirmed=True, defaults={"name": "benchmark"})
     client = Client()
-    client.force_login(User.objects.get(username=SPECIALIST))
+    client.force_login(user)
+    session = client.session
+    session[DEVICE_ID_SESSION_KEY] = device.persistent_id
+    session.save()
     return client
 
 
