@@ -578,8 +578,11 @@ def _raise_if_throttled(device: Device) -> None:
         locked_until = (extra or {}).get("locked_until")
         if locked_until is None:
             raise ValidationError("Too many wrong codes; try again later.")
+        # Said as a wait, not as "too many": the throttle starts at the first wrong code.
         wait = max(1, math.ceil((locked_until - timezone.now()).total_seconds()))
-        raise ValidationError(f"Too many wrong codes; try again in {wait} second{'s' if wait > 1 else ''}.")
+        raise ValidationError(
+            f"Wait {wait} second{'s' if wait > 1 else ''} before the next try: the wait doubles with each wrong code."
+        )
 
 
 def mfa_verify(*, user: User, code: str) -> Device:

@@ -105,7 +105,7 @@ def test_with_a_device_the_sign_in_asks_for_the_code(client, specialist, clock):
     assert client.get("/review/").status_code == 302
     # django-otp's throttle: right after a wrong code, even the right one waits.
     throttled = client.post("/account/mfa/", {"code": code_for(device), "next": "/review/"})
-    assert "Too many wrong codes; try again in 1 second." in throttled.content.decode()
+    assert "Wait 1 second before the next try: the wait doubles with each wrong code." in throttled.content.decode()
 
     clock.shift(datetime.timedelta(seconds=30))
     session_key = client.session.session_key
@@ -162,7 +162,7 @@ def test_first_sign_in_sets_up_the_app_then_shows_ten_recovery_codes_once(client
     assert TOTPDevice.objects.get().confirmed is False
     assert TOTPDevice.objects.get().throttling_failure_count == 1  # the throttle counts enrolment too
     throttled = client.post("/account/mfa/setup/", {"code": code_for(device), "next": "/review/"})
-    assert "Too many wrong codes; try again in 1 second." in throttled.content.decode()
+    assert "Wait 1 second before the next try: the wait doubles with each wrong code." in throttled.content.decode()
 
     clock.shift(datetime.timedelta(seconds=30))
     done = client.post("/account/mfa/setup/", {"code": code_for(device), "next": "/review/"})
