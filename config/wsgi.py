@@ -4,7 +4,9 @@ from django.core.wsgi import get_wsgi_application
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 
-# A body sent without Content-Length (chunked) is read up to its size limit, then cut off.
-from config.middleware import ChunkedBodyLimit  # noqa: E402 (needs the settings set up)
+django_application = get_wsgi_application()  # sets Django up: only then may models be imported
 
-application = ChunkedBodyLimit(get_wsgi_application())
+# A body sent without Content-Length (chunked) is read up to its size limit, then cut off.
+from config.middleware import ChunkedBodyLimit  # noqa: E402 (imports models: after the set-up)
+
+application = ChunkedBodyLimit(django_application)

@@ -139,6 +139,28 @@ def test_deploy_check_is_clean_with_production_settings():
     assert "System check identified no issues (0 silenced)." in completed.stdout
 
 
+@pytest.mark.parametrize("module", ["config.wsgi", "config.asgi"])
+def test_the_application_module_loads_as_the_server_loads_it(module):
+    """gunicorn imports config.wsgi in a fresh process with production settings; nothing in it
+    may import a model before Django is set up (the test client never imports it)."""
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if key not in CONFIG_VARIABLES and key != "DJANGO_SETTINGS_MODULE"
+    }
+    env.update(DEBUG="false", SECRET_KEY="k" * 50, ALLOWED_HOSTS="shop.example.com")
+    completed = subprocess.run(
+        [sys.executable, "-c", f"import {module}; print(type({module}.application).__name__)"],
+        cwd=SETTINGS.parents[1],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert completed.returncode == 0, completed.stderr
+    assert completed.stdout.strip() == {"config.wsgi": "ChunkedBodyLimit", "config.asgi": "ASGIHandler"}[module]
+
+
 def test_bad_value_stops_manage_py_with_the_message():
     env = {key: value for key, value in os.environ.items() if key not in CONFIG_VARIABLES}
     env.update(DEBUG="true", TIME_ZONE="Nowhere/Land", DJANGO_SETTINGS_MODULE="config.settings")
