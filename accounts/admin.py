@@ -21,7 +21,7 @@ from django_celery_beat.models import PeriodicTask
 from django_otp.plugins.otp_static.models import StaticDevice
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
-from accounts.models import ApiClient, ApiKey, CustomerAccount, User
+from accounts.models import ApiClient, ApiKey, CustomerAccount, FailedSignIn, User
 from accounts.roles import ADMINISTRATOR
 from accounts.services import (
     api_client_create,
@@ -417,7 +417,7 @@ if admin.site.is_registered(AccessFailureLog):
     admin.site.unregister(AccessFailureLog)
 
 
-@admin.register(AccessFailureLog)
+@admin.register(FailedSignIn)
 class FailedSignInAdmin(ReadOnlyAdminMixin, AccessFailureLogAdmin):
     """Every failed sign-in (user name as typed, client address, time, whether it locked the
     pair), as django-axes records it: a record, so nobody edits or deletes it here."""
@@ -432,6 +432,8 @@ class FailedSignInAdmin(ReadOnlyAdminMixin, AccessFailureLogAdmin):
 
     def has_view_permission(self, request, obj=None) -> bool:
         return _administrator(request)
+
+
 # --- beat schedules: django-celery-beat's admin, with its writes through accounts.services ------------
 
 

@@ -1,5 +1,6 @@
 import datetime
 
+from axes.models import AccessFailureLog
 from django.contrib.auth.models import AbstractUser
 from django.db import models
 from django.utils import timezone
@@ -152,3 +153,14 @@ class ApiKey(models.Model):
 
     def __str__(self) -> str:
         return f"{self.client} key {self.prefix}…"
+
+
+class FailedSignIn(AccessFailureLog):
+    """django-axes' record of failed sign-ins, under the name administrators look for (a proxy:
+    the rows stay axes' own, in its table)."""
+
+    class Meta:
+        proxy = True
+        verbose_name = "failed sign-in"
+        verbose_name_plural = "failed sign-ins"
+        ordering = ["-attempt_time"]

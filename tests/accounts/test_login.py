@@ -155,12 +155,14 @@ def test_failed_sign_ins_are_listed_for_administrators_only(client, specialist, 
         login(client, "specialist", "wrong")
     rows = list(AccessFailureLog.objects.order_by("attempt_time").values_list("username", "ip_address", "locked_out"))
     assert rows == [("specialist", "127.0.0.1", False)] * 4 + [("specialist", "127.0.0.1", True)]
-    url = "/admin/axes/accessfailurelog/"
+    url = "/admin/accounts/failedsignin/"
     for user in (specialist, marketer):
         client.force_login(user)
         assert client.get(url).status_code == 403
-        assert "accessfailurelog" not in client.get("/admin/").content.decode()
+        assert "Failed sign-ins" not in client.get("/admin/").content.decode()
     client.force_login(administrator)
+    assert "Failed sign-ins" in client.get("/admin/").content.decode()
+    assert client.get("/admin/axes/accessfailurelog/").status_code == 404  # only under its own name
     page = client.get(url)
     assert page.status_code == 200
     assert page.content.decode().count('<td class="field-username">specialist</td>') == 5
