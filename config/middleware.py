@@ -160,9 +160,10 @@ class RequestSizeLimitMiddleware:
     (chunked) is counted while it is read, by ``ChunkedBodyLimit`` (config/wsgi.py), which
     marks one it cut off.
 
-    Placed after authentication (which reads the session, never the body) so that only a
-    signed-in user gets the upload limit, and before any view: CSRF reads a form body only in
-    its process_view, which runs after every middleware's request phase."""
+    Placed after authentication, the session lifetime and the second factor (none of which
+    reads the body), so that only a fully signed-in user gets the upload limit, and before any
+    view: CSRF reads a form body only in its process_view, which runs after every
+    middleware's request phase."""
 
     def __init__(self, get_response):
         self.get_response = get_response
@@ -170,7 +171,11 @@ class RequestSizeLimitMiddleware:
     def __call__(self, request: HttpRequest) -> HttpResponse:
         if request.META.get(CUT_OFF):
             return too_large_response(request, limit=settings.DATA_UPLOAD_MAX_MEMORY_SIZE, size=None)
-        signed_in = request.user.is_authenticated
+        user = request.user
+        # Signed in means both factors where they are required: a password alone (a phished
+        # one, say) reaches the second-factor pages, which read a form body, and must not get
+        # the upload limit there.
+        signed_in = user.is_authenticated and (not settings.MFA_REQUIRED or user.is_verified())
         limit = body_limit(request.META.get("CONTENT_TYPE", ""), signed_in=signed_in)
         if limit is not None:
             try:

@@ -69,13 +69,13 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     # request.user.is_verified(): whether this session passed the second factor.
     "django_otp.middleware.OTPMiddleware",
-    # Before any view reads a body (CSRF does in process_view): a body over its limit is refused
-    # with 413 unread; after authentication, as only signed-in users get the upload limit.
-    "config.middleware.RequestSizeLimitMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     # After messages (the sign-out notice), before any view: the 8-hour limit, then MFA.
     "config.middleware.SessionLifetimeMiddleware",
     "config.middleware.MfaRequiredMiddleware",
+    # Before any view reads a body (CSRF does in process_view): a body over its limit is refused
+    # with 413 unread; after sign-in and the second factor, as only they earn the upload limit.
+    "config.middleware.RequestSizeLimitMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     # Last, as django-axes asks: it turns a lockout signalled by the backend into a response.
     "axes.middleware.AxesMiddleware",

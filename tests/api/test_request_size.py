@@ -150,6 +150,20 @@ def test_an_anonymous_file_upload_is_held_to_the_json_limit(api, client):
     assert ProductImport.objects.count() == 0
 
 
+@pytest.mark.parametrize(
+    ("url", "status"),
+    [("/account/mfa/", 413), ("/account/mfa/setup/", 413), ("/admin/catalog/product/import/", 302)],
+)
+def test_a_password_alone_does_not_earn_the_upload_limit(client, specialist, settings, url, status):
+    # With MFA required, a session that has not passed the second factor (a phished password)
+    # reaches the second-factor pages, which read a form body: it is held to the small limit.
+    settings.MFA_REQUIRED = True
+    client.force_login(specialist)
+    response = client.generic("POST", url, b"", **declared(LIMIT + 1, "multipart/form-data; boundary=x"))
+    assert response.status_code == status  # 413, or sent to the code page: unread either way
+    assert ProductImport.objects.count() == 0
+
+
 def test_a_signed_in_upload_gets_the_upload_limit(client, specialist):
     from django.core.files.uploadedfile import SimpleUploadedFile
 
