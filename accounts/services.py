@@ -630,14 +630,16 @@ def user_mfa_reset(*, user: User, actor: User | None, via: str | None = None) ->
     end all their sessions, so that no session opened before the reset (perhaps by whoever
     took the phone or the password) can enrol a new device: the next sign-in asks for the
     password, then sets the app up again. Returns the number of devices removed (0: there was
-    nothing to reset; the sessions are ended all the same)."""
+    no second factor set up, only perhaps a pending enrolment, removed too; the sessions are
+    ended all the same)."""
     User.objects.select_for_update().get(pk=user.pk)  # not while an enrolment of theirs confirms
+    had_factor = user_has_mfa(user)  # a half-finished enrolment alone is no second factor
     removed = 0
     for model in (TOTPDevice, StaticDevice):
         _total, per_model = model.objects.filter(user=user).delete()  # the total counts tokens too
         removed += per_model.get(model._meta.label, 0)
     sessions = user_sessions_end(user=user)
-    if removed:
+    if had_factor:
         audit_record(
             obj=user,
             action=AuditEntry.Action.UPDATE,
@@ -653,7 +655,9 @@ def user_mfa_reset(*, user: User, actor: User | None, via: str | None = None) ->
         removed,
         sessions,
     )
-    return removed
+    return removed if had_factor else 0
+
+
 # --- periodic task schedules (django-celery-beat), as the admin edits them ----------------------
 
 SCHEDULE_AUDITED = ("name", "task", "crontab", "interval", "solar", "clocked", "enabled", "one_off", "args", "kwargs")

@@ -154,16 +154,16 @@ def category_save(
 
 def _refresh_descendant_paths(category: Category) -> list[tuple[int, str, str]]:
     """Set the paths below ``category``; returns (id, old path, new path) of those that moved."""
-    children = list(Category.objects.filter(parent=category))
-    moved = []
-    for child in children:
+    moved, changed = [], []
+    for child in Category.objects.filter(parent=category):
         path = category_path_for(name=child.name, parent_path=category.path)
-        if path != child.path:
+        if path != child.path:  # an unchanged path leaves the child and everything below it as it is
             moved.append((child.pk, child.path, path))
-        child.path = path
-        child.version = version_bump()["version"]  # an open form of the child is based on the old path
-    Category.objects.bulk_update(children, ["path", "version"])
-    for child in children:
+            child.path = path
+            child.version = version_bump()["version"]  # an open form of the child shows the old path
+            changed.append(child)
+    Category.objects.bulk_update(changed, ["path", "version"])
+    for child in changed:
         moved += _refresh_descendant_paths(child)
     return moved
 

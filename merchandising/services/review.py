@@ -252,6 +252,9 @@ def suggestion_reject(
 def suggestion_snooze(*, suggestion_id: int, actor) -> DecisionOutcome:
     """Take a pending suggestion out of the queue until the next successful run."""
     latest = _latest_run_id()
+    # The snooze it replaces (one from an earlier run), read from the locked row for the history.
+    earlier = Suggestion.objects.select_for_update().filter(pk=suggestion_id).values_list("snoozed_run_id", flat=True)
+    earlier = earlier.first()
     updated = (
         Suggestion.objects.filter(pk=suggestion_id, status=SuggestionStatus.PENDING)
         .exclude(snoozed_run_id=latest)
@@ -267,7 +270,7 @@ def suggestion_snooze(*, suggestion_id: int, actor) -> DecisionOutcome:
         obj=suggestion,
         action=AuditEntry.Action.UPDATE,
         actor=actor,
-        changes={"snoozed_run": [None, latest]},
+        changes={"snoozed_run": [earlier, latest]},
         object_repr=f"Suggestion {suggestion.pk}",
     )
     return DecisionOutcome(decision=decision, suggestion=suggestion)

@@ -156,9 +156,12 @@ def mining_run_create(
 _MACHINE_STARTERS = {MiningRun.Trigger.COMMAND: "command:mine_suggestions", MiningRun.Trigger.DEMO: "command:seed_demo"}
 
 
-def _record_status(run_ids, *, old: str, new: str, actor, via: str | None = None, error: str = "") -> None:
-    """History rows for runs moved from ``old`` to ``new`` by a conditional update."""
-    changes = {"status": [old, new], **({"error": ["", error]} if error else {})}
+def _record_status(
+    run_ids, *, old: str, new: str, actor, via: str | None = None, error: str = "", more: dict | None = None
+) -> None:
+    """History rows for runs moved from ``old`` to ``new`` by a conditional update (``more``:
+    other changed fields, ``{field: [old, new]}``)."""
+    changes = {"status": [old, new], **({"error": ["", error]} if error else {}), **(more or {})}
     audit_record_many(
         model=MiningRun,
         rows=[(pk, f"Run #{pk}", changes) for pk in run_ids],
@@ -206,6 +209,10 @@ def run_claim(*, run: MiningRun, task_id: str | None = None) -> bool:
         claimable |= Q(status=MiningRun.Status.RUNNING, task_id=task_id)
     try:
         with transaction.atomic():
+            # What the claim changes, read from the locked row (a take-over: running -> running,
+            # the attempt and owner are what change).
+            locked = MiningRun.objects.select_for_update().filter(pk=run.pk)
+            before = locked.values("status", "attempt", "task_id").first()
             claimed = (
                 MiningRun.objects.filter(pk=run.pk)
                 .filter(claimable)
@@ -221,7 +228,10 @@ def run_claim(*, run: MiningRun, task_id: str | None = None) -> bool:
                 )
             )
             if claimed:
-                _record_status([run.pk], old=run.status, new=MiningRun.Status.RUNNING, actor=run)
+                more = {"attempt": [before["attempt"], before["attempt"] + 1]}
+                if before["task_id"] != (task_id or ""):
+                    more["task_id"] = [before["task_id"], task_id or ""]
+                _record_status([run.pk], old=before["status"], new=MiningRun.Status.RUNNING, actor=run, more=more)
     except IntegrityError:
         running = MiningRun.objects.filter(status=MiningRun.Status.RUNNING).values_list("pk", flat=True).first()
         error = f"Run #{running} was running." if running else "Another run was running."
@@ -369,28 +379,32 @@ def mining_runs_sweep() -> list[MiningRun]:
             ):
                 continue  # its owner came back, or someone else ended it
             logger.warning("Mining run %s abandoned (no heartbeat); failed by the sweep.", run.pk)
+            retry = None
+            if run.trigger in REQUEUED_TRIGGERS and run.retry_of_id is None:
+                retry = MiningRun(
+                    trigger=run.trigger,
+                    started_by_id=run.started_by_id,
+                    started_by_name=run.started_by_name,
+                    parameters=run.parameters,
+                    status=MiningRun.Status.QUEUED,
+                    retry_of=run,
+                )
+                retry.full_clean()
+                retry.save()
+                error = f"{error} Queued again as run #{retry.pk}."
+                MiningRun.objects.filter(pk=run.pk).update(error=error)
+            # The failed run's history row holds its final error (with the retry's number).
             _record_status(
                 [run.pk], old=MiningRun.Status.RUNNING, new=MiningRun.Status.FAILED, actor=SWEEP_ACTOR, error=error
             )
-            if run.trigger not in REQUEUED_TRIGGERS or run.retry_of_id is not None:
+            if retry is None:
                 continue
-            retry = MiningRun(
-                trigger=run.trigger,
-                started_by_id=run.started_by_id,
-                started_by_name=run.started_by_name,
-                parameters=run.parameters,
-                status=MiningRun.Status.QUEUED,
-                retry_of=run,
-            )
-            retry.full_clean()
-            retry.save()
             audit_record(
                 obj=retry,
                 action=AuditEntry.Action.CREATE,
                 actor=SWEEP_ACTOR,
                 changes={"status": [None, retry.status], "retry_of": [None, run.pk], "trigger": [None, run.trigger]},
             )
-            MiningRun.objects.filter(pk=run.pk).update(error=f"{error} Queued again as run #{retry.pk}.")
             transaction.on_commit(partial(recompute_suggestions.delay, retry.pk))
             queued.append(retry)
     return queued

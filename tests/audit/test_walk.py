@@ -666,8 +666,13 @@ def case_mining_run_request(ctx):
 def case_run_claim(ctx):
     run = MiningRunFactory(status=MiningRun.Status.QUEUED)
     ctx.mark()
-    assert runs.run_claim(run=run)
-    return [("merchandising.miningrun", str(run.pk), U, f"task:{run.pk}", "task", {"status": ["queued", "running"]})]
+    assert runs.run_claim(run=run, task_id="t-1")
+    assert runs.run_claim(run=run, task_id="t-1")  # its message delivered again: a take-over
+    row = ("merchandising.miningrun", str(run.pk), U, f"task:{run.pk}", "task")
+    return [
+        (*row, {"status": ["queued", "running"], "attempt": [0, 1], "task_id": ["", "t-1"]}),
+        (*row, {"status": ["running", "running"], "attempt": [1, 2]}),
+    ]
 
 
 @case
@@ -687,7 +692,8 @@ def case_mining_runs_sweep(ctx):
     ctx.mark()
     (retry,) = runs.mining_runs_sweep()  # the task is sent on commit: never, in this test
     lost.refresh_from_db()
-    error = lost.error.removesuffix(f" Queued again as run #{retry.pk}.")
+    error = lost.error  # the final one, with the retry's number
+    assert error.endswith(f" Queued again as run #{retry.pk}.")
     return [
         ("merchandising.miningrun", str(lost.pk), U, "task:sweep_mining_runs", "task",
          {"status": ["running", "failed"], "error": ["", error]}),
@@ -732,7 +738,8 @@ def case_suggestions_recompute(ctx):
     created = rows_since(ctx.since)[0]
     return [
         ("merchandising.miningrun", str(run.pk), C, "command:mine_suggestions", "command", created[5]),
-        ("merchandising.miningrun", str(run.pk), U, f"task:{run.pk}", "task", {"status": ["queued", "running"]}),
+        ("merchandising.miningrun", str(run.pk), U, f"task:{run.pk}", "task",
+         {"status": ["queued", "running"], "attempt": [0, 1]}),
         ("merchandising.miningrun", str(run.pk), U, f"task:{run.pk}", "task", {"status": ["running", "succeeded"]}),
     ]
 
@@ -815,10 +822,13 @@ def case_suggestion_reject(ctx):
 @case
 def case_suggestion_snooze(ctx):
     suggestion = _suggestion()
-    latest = suggestion.last_run_id
+    earlier = suggestion.last_run_id
     ctx.mark()
     review.suggestion_snooze(suggestion_id=suggestion.pk, actor=ctx.spec)
-    return [("merchandising.suggestion", str(suggestion.pk), U, "specialist", "form", {"snoozed_run": [None, latest]})]
+    later = MiningRunFactory().pk  # a newer run: the suggestion is back in the queue, snoozed again
+    review.suggestion_snooze(suggestion_id=suggestion.pk, actor=ctx.spec)
+    row = ("merchandising.suggestion", str(suggestion.pk), U, "specialist", "form")
+    return [(*row, {"snoozed_run": [None, earlier]}), (*row, {"snoozed_run": [earlier, later]})]
 
 
 @case

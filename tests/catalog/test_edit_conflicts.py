@@ -367,3 +367,26 @@ def test_a_save_landing_during_the_second_pass_too_shows_the_form_not_an_error(f
         Decimal("12.0000"),
         2,
     )
+
+
+@pytest.mark.django_db
+def test_a_category_save_raises_only_the_versions_of_children_whose_path_moved(specialist):
+    tools = category_save(category=Category(name="Tools"), actor=specialist)
+    drills = category_save(category=Category(name="Drills", parent=tools), actor=specialist)
+    bits = category_save(category=Category(name="Bits", parent=drills), actor=specialist)
+    since = AuditEntry.objects.order_by("-pk").values_list("pk", flat=True).first()
+    versions = lambda: list(Category.objects.filter(pk__in=[drills.pk, bits.pk]).order_by("pk").values_list("version", flat=True))  # noqa: E731,E501
+
+    category_save(category=Category.objects.get(pk=tools.pk), actor=specialist, expected_version=1)  # nothing changed
+    assert versions() == [1, 1]  # their open forms stay valid
+    assert AuditEntry.objects.filter(pk__gt=since).exclude(object_pk=str(tools.pk)).count() == 0
+
+    renamed = Category.objects.get(pk=tools.pk)
+    renamed.name = "Power tools"
+    category_save(category=renamed, actor=specialist, expected_version=renamed.version)
+    assert versions() == [2, 2]
+    moved = AuditEntry.objects.filter(pk__gt=since, object_pk__in=[str(drills.pk), str(bits.pk)]).order_by("object_pk")
+    assert list(moved.values_list("changes", flat=True)) == [
+        {"path": ["Tools > Drills", "Power tools > Drills"]},
+        {"path": ["Tools > Drills > Bits", "Power tools > Drills > Bits"]},
+    ]
