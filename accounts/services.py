@@ -275,6 +275,11 @@ def customer_account_save(
     before = {} if creating else _account_values(CustomerAccount.objects.select_for_update().get(pk=account.pk))
     account.full_clean(exclude=["preferred_brands", "excluded_brands"])
     if not creating:
+        wanted = instance_values(account)
+        for key, brands in (("preferred_brands", preferred), ("excluded_brands", excluded)):
+            wanted[key] = sorted(brand.name for brand in brands) if brands is not None else before[key]
+        if wanted == before:
+            return account  # an unchanged form saved: nothing written, no version raised
         version_claim(obj=account, expected_version=expected_version)
     account.save()
     if preferred is not None:

@@ -72,8 +72,11 @@ def _save_audited(
     """full_clean, the version check of a versioned model (``expected_version``: the version
     the edit form loaded; see audit.conflicts), save, and a history row with what changed."""
     creating = obj.pk is None
-    before = {} if creating else instance_values(type(obj).objects.select_for_update().get(pk=obj.pk), fields)
+    stored = None if creating else type(obj).objects.select_for_update().get(pk=obj.pk)
+    before = {} if creating else instance_values(stored, fields)
     obj.full_clean()
+    if not creating and instance_values(stored) == instance_values(obj):
+        return  # an unchanged form saved: nothing written, no version raised (see product_save)
     if not creating and isinstance(obj, VersionedModel):
         version_claim(obj=obj, expected_version=expected_version)
     obj.save()
@@ -219,6 +222,11 @@ def product_save(
     product.full_clean()
     before = None
     if product.pk is not None:
+        stored = Product.objects.select_for_update(of=("self",)).get(pk=product.pk)
+        if instance_values(stored) == instance_values(product):
+            # An unchanged form saved: nothing to write, and no version raised (that would
+            # refuse everyone else's open form for a change that did not happen).
+            return product
         version_claim(obj=product, expected_version=expected_version)
         before = fmt.product_values(Product.objects.with_relations().select_for_update(of=("self",)).get(pk=product.pk))
     product.save()

@@ -128,3 +128,18 @@ def test_customer_account_save_checks_the_version_and_the_brands(people):
     assert not isinstance(raised.value, EditConflict)
     assert raised.value.messages == ["A brand cannot be both preferred and excluded: Makita."]
     assert CustomerAccount.objects.get(pk=account.pk).version == 2
+
+
+def test_a_customer_account_save_that_changes_nothing_raises_no_version(people):
+    ann, _bob = people
+    makita = BrandFactory(name="Makita")
+    account = CustomerAccount.objects.create(external_id="C-1", name="Builder")
+    account.preferred_brands.set([makita])
+    since = AuditEntry.objects.order_by("-pk").values_list("pk", flat=True).first() or 0
+    same = CustomerAccount.objects.get(pk=account.pk)
+    customer_account_save(account=same, actor=ann, expected_version=1, preferred_brands=[makita], excluded_brands=[])
+    assert CustomerAccount.objects.get(pk=account.pk).version == 1
+    assert AuditEntry.objects.filter(pk__gt=since).count() == 0
+    customer_account_save(account=same, actor=ann, expected_version=1, preferred_brands=[], excluded_brands=[])
+    assert CustomerAccount.objects.get(pk=account.pk).version == 2  # the brands changed: a change like any other
+    assert list(CustomerAccount.objects.get(pk=account.pk).preferred_brands.all()) == []

@@ -190,8 +190,22 @@ def test_product_save_with_a_stale_version_raises_and_writes_nothing(ann):
     assert raised.value.current_version == 2
     assert Product.objects.values_list("name", "version").get(pk=product.pk) == ("First", 2)
     # Writers without a loaded copy (imports, commands) raise the version all the same.
-    product_save(product=Product.objects.get(pk=product.pk), actor=ann)
+    third = Product.objects.get(pk=product.pk)
+    third.name = "Third"
+    product_save(product=third, actor=ann)
     assert Product.objects.get(pk=product.pk).version == 3
+
+
+def test_a_save_that_changes_nothing_raises_no_version_and_leaves_no_history(ann):
+    """Someone pressing Save on an unchanged form must not refuse everyone else's open form."""
+    product = ProductFactory(name="Drill")
+    brand = BrandFactory(name="Makita")
+    since = AuditEntry.objects.order_by("-pk").values_list("pk", flat=True).first() or 0
+    product_save(product=Product.objects.get(pk=product.pk), actor=ann, expected_version=1)
+    brand_save(brand=Brand.objects.get(pk=brand.pk), actor=ann, expected_version=1)
+    assert Product.objects.get(pk=product.pk).version == 1
+    assert Brand.objects.get(pk=brand.pk).version == 1
+    assert AuditEntry.objects.filter(pk__gt=since).count() == 0
 
 
 # --- brands and categories --------------------------------------------------------------------
