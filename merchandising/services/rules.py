@@ -62,9 +62,10 @@ def mining_settings_update(
     settings.pk = 1
     settings.full_clean()
     mining_settings_validate(values={name: getattr(settings, name) for name in SETTINGS_FIELDS})
+    changes = values_diff(before, instance_values(settings, SETTINGS_FIELDS))
+    if not changes:
+        return settings  # an unchanged form saved: nothing written, no version raised
     version_claim(obj=settings, expected_version=expected_version)
     settings.save()
-    changes = values_diff(before, instance_values(settings, SETTINGS_FIELDS))
-    if changes:
-        audit_record(obj=settings, action=AuditEntry.Action.UPDATE, actor=actor, via=via, changes=changes)
+    audit_record(obj=settings, action=AuditEntry.Action.UPDATE, actor=actor, via=via, changes=changes)
     return settings

@@ -207,3 +207,8 @@ def test_mining_settings_update_with_a_stale_version_raises():
     with pytest.raises(EditConflict):
         mining_settings_update(settings=stale, expected_version=1)
     assert MiningSettings.objects.values_list("min_count", "version").get() == (4, 2)
+
+
+def test_mining_settings_saved_unchanged_raise_no_version():
+    mining_settings_update(settings=MiningSettings.load(), expected_version=1)
+    assert MiningSettings.objects.values_list("version", flat=True).get() == 1
