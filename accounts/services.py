@@ -191,7 +191,8 @@ def customer_accounts_upsert(*, accounts: list[dict], actor=None, via: str | Non
         return {brands[name.lower()] for name in names}
 
     fields = ("name", "segment", "industry", "brand_mode")
-    existing = CustomerAccount.objects.in_bulk([a["external_id"] for a in accounts], field_name="external_id")
+    external_ids = [a["external_id"] for a in accounts]
+    existing = _accounts_with_brands().in_bulk(external_ids, field_name="external_id")
     before = {key: _account_values(account) for key, account in existing.items()}
     new = [
         CustomerAccount(external_id=a["external_id"], **{f: a[f] for f in fields})
@@ -233,21 +234,28 @@ def customer_accounts_upsert(*, accounts: list[dict], actor=None, via: str | Non
         external_id__in=relation_changed - {a.external_id for a in new} - {a.external_id for a in changed}
     ).update(**version_bump())
     updated = {a.external_id for a in changed} | (relation_changed - {a.external_id for a in new})
-    for action, keys in ((AuditEntry.Action.CREATE, [a.external_id for a in new]), (AuditEntry.Action.UPDATE, updated)):
+    written = [a.external_id for a in new]
+    after = _accounts_with_brands().in_bulk([*written, *updated], field_name="external_id")
+    for action, keys in ((AuditEntry.Action.CREATE, written), (AuditEntry.Action.UPDATE, updated)):
         rows = []
         for key in sorted(keys):
-            account = by_external[key]
-            account.refresh_from_db()
+            account = after[key]
             rows.append((account.pk, str(account), values_diff(before.get(key, {}), _account_values(account))))
         audit_record_many(model=CustomerAccount, rows=rows, action=action, actor=actor, via=via)
     return {"created": len(new), "updated": len(updated), "unchanged": len(accounts) - len(new) - len(updated)}
 
 
+def _accounts_with_brands():
+    """Accounts with their brand preferences loaded in two queries, whatever their number."""
+    return CustomerAccount.objects.prefetch_related("preferred_brands", "excluded_brands")
+
+
 def _account_values(account: CustomerAccount) -> dict:
-    """An account's audited values: its fields and its brand preferences (brand names)."""
+    """An account's audited values: its fields and its brand preferences (brand names; from
+    the prefetched rows when the account was loaded with ``_accounts_with_brands``)."""
     values = instance_values(account)
     for key in ("preferred_brands", "excluded_brands"):
-        values[key] = sorted(getattr(account, key).values_list("name", flat=True))
+        values[key] = sorted(brand.name for brand in getattr(account, key).all())
     return values
 
 

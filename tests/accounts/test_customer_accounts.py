@@ -57,3 +57,23 @@ def test_constraints():
     with pytest.raises(IntegrityError), transaction.atomic():
         CustomerAccount.objects.create(external_id="C9", brand_mode="sometimes")
     assert CustomerAccount.objects.count() == 0
+
+
+def test_upsert_queries_do_not_grow_with_the_accounts():
+    """The audit rows' before and after values come from two prefetching reads, not per account
+    (the brand preferences of new accounts are still written per account)."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    BrandFactory(name="Bosch")
+
+    def queries(count: int, name: str) -> int:
+        specs = [spec(f"N{count}-{i}", name=name) for i in range(count)]
+        with CaptureQueriesContext(connection) as captured:
+            customer_accounts_upsert(accounts=specs)
+        return len(captured)
+
+    queries(3, "First")  # created (not pinned: each new account's brands are written on their own)
+    queries(30, "First")
+    assert queries(3, "Renamed") == queries(30, "Renamed")  # updated
+    assert queries(3, "Renamed") == queries(30, "Renamed")  # unchanged
